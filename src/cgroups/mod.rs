@@ -1,0 +1,364 @@
+//! Placing a container in its cgroups: finding the hierarchies (v1, v2 or hybrid),
+//! resolving `linux.cgroupsPath` as runc does, creating and joining the directories,
+//! listing and killing their processes, and removing them on delete.
+//!
+//! Resource limits are applied by the controller modules on top of these directories.
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One mounted cgroup hierarchy as this process sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mountpoint: PathBuf,
+    /// v1 controllers (`cpu`, `name=systemd`, ...); empty for cgroup2.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+    /// This process's own cgroup in that hierarchy, relative to the mount's root.
+    pub own: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Unified,
+    Hybrid,
+    Legacy,
+}
+
+/// Parses /proc/self/mountinfo and /proc/self/cgroup (passed in, for tests).
+pub fn parse_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (root, mnt, fstype, opts) = (pre[3], unescape(pre[4]), post[0], post[2]);
+        let v2 = match fstype {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        let controllers: Vec<String> = if v2 {
+            Vec::new()
+        } else {
+            opts.split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name="))
+                })
+                .filter(|o| {
+                    !matches!(
+                        *o,
+                        "noprefix" | "clone_children" | "xattr" | "cpuset_v2_mode"
+                    )
+                })
+                .map(String::from)
+                .collect()
+        };
+        // A hierarchy mounted twice (bind mounts) is used once.
+        if out
+            .iter()
+            .any(|h: &Hierarchy| h.v2 == v2 && h.controllers == controllers)
+        {
+            continue;
+        }
+        let Some(own_abs) = self_cgroup.lines().find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (id, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let matches = if v2 {
+                id == "0" && ctrls.is_empty()
+            } else {
+                let mut a: Vec<&str> = ctrls.split(',').collect();
+                let mut b: Vec<&str> = controllers.iter().map(|s| s.as_str()).collect();
+                a.sort();
+                b.sort();
+                !ctrls.is_empty() && a == b
+            };
+            matches.then(|| path.to_string())
+        }) else {
+            continue;
+        };
+        let own = Path::new(&own_abs)
+            .strip_prefix(root)
+            .map(|p| PathBuf::from("/").join(p))
+            .unwrap_or_else(|_| PathBuf::from("/"));
+        out.push(Hierarchy {
+            mountpoint: PathBuf::from(mnt),
+            controllers,
+            v2,
+            own,
+        });
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let mi = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let cg = fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?;
+    Ok(parse_hierarchies(&mi, &cg))
+}
+
+pub fn layout(h: &[Hierarchy]) -> Layout {
+    match (h.iter().any(|h| h.v2), h.iter().any(|h| !h.v2)) {
+        (true, false) => Layout::Unified,
+        (true, true) => Layout::Hybrid,
+        _ => Layout::Legacy,
+    }
+}
+
+/// Where the container's cgroup lives inside one hierarchy.
+pub fn container_dir(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> {
+    let inner = match cgroups_path {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from(id),
+    };
+    for c in inner.components() {
+        if matches!(c, std::path::Component::ParentDir) {
+            bail!("linux.cgroupsPath: {} must not contain ..", inner.display());
+        }
+    }
+    let rel = if inner.is_absolute() {
+        inner
+    } else {
+        h.own.join(inner)
+    };
+    let rel = rel.strip_prefix("/").unwrap_or(&rel).to_path_buf();
+    if rel.as_os_str().is_empty() {
+        bail!(
+            "linux.cgroupsPath: resolves to the root of {}",
+            h.mountpoint.display()
+        );
+    }
+    Ok(h.mountpoint.join(rel))
+}
+
+/// The container's cgroup directories, one per hierarchy, created on `create`.
+pub struct Cgroup {
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    /// Creates the directories (and missing parents). On error, removes what it made.
+    pub fn create(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+        let mut cg = Cgroup { dirs: Vec::new() };
+        for h in hier {
+            let dir = container_dir(h, cgroups_path, id)?;
+            if let Err(e) = make_dir(h, &dir) {
+                let _ = cg.destroy();
+                return Err(e);
+            }
+            cg.dirs.push(dir);
+        }
+        Ok(cg)
+    }
+
+    /// Moves `pid` into every directory.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            let p = d.join("cgroup.procs");
+            crate::sys::write_file(&p, pid.to_string().as_bytes())
+                .with_context(|| format!("add pid {pid} to {}", p.display()))?;
+        }
+        Ok(())
+    }
+
+    pub fn destroy(&self) -> Result<()> {
+        destroy(&self.dirs)
+    }
+}
+
+fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir.to_path_buf();
+    while !p.exists() {
+        missing.push(p.clone());
+        if !p.pop() || p == h.mountpoint {
+            break;
+        }
+    }
+    for d in missing.iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("create cgroup {}", d.display())),
+        }
+        // A new v1 cpuset starts with no cpus or mems, and then refuses every task.
+        if h.controllers.iter().any(|c| c == "cpuset") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let cur = fs::read_to_string(d.join(f)).unwrap_or_default();
+                if cur.trim().is_empty() {
+                    if let Some(parent) = d.parent() {
+                        let v = fs::read_to_string(parent.join(f))
+                            .with_context(|| format!("read {}", parent.join(f).display()))?;
+                        crate::sys::write_file(&d.join(f), v.trim().as_bytes())
+                            .with_context(|| format!("write {}", d.join(f).display()))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pids in the container's cgroup (from the first directory that lists them).
+pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
+    for d in dirs {
+        if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
+            return Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Sends `sig` to every process in the cgroup.
+pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
+    for pid in pids(dirs)? {
+        unsafe { libc::kill(pid, sig) };
+    }
+    Ok(())
+}
+
+/// Kills every process in the cgroup and waits (bounded) until it is empty.
+pub fn kill_all(dirs: &[PathBuf]) -> Result<()> {
+    // cgroup.kill (v2, 5.14+) kills atomically, including processes forking meanwhile.
+    for d in dirs {
+        let k = d.join("cgroup.kill");
+        if k.exists() && crate::sys::write_file(&k, b"1").is_ok() {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = pids(dirs)?;
+        if p.is_empty() {
+            return Ok(());
+        }
+        for pid in p {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "processes remain in cgroup {} after SIGKILL",
+                dirs[0].display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Removes the directories, waiting (bounded) for exiting processes to leave them.
+pub fn destroy(dirs: &[PathBuf]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for d in dirs {
+        loop {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e).with_context(|| format!("remove cgroup {}", d.display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when the container's freezer says it is frozen.
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    for d in dirs {
+        if let Ok(s) = fs::read_to_string(d.join("freezer.state")) {
+            return s.trim() == "FROZEN";
+        }
+    }
+    dirs.iter()
+        .find_map(|d| fs::read_to_string(d.join("cgroup.freeze")).ok())
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MI: &str = "\
+30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/memory rw shared:12 - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw shared:13 - cgroup cgroup rw,cpu,cpuacct
+";
+    const CG: &str = "\
+4:memory:/process_api/abc
+3:cpu,cpuacct:/
+1:name=systemd:/
+0::/
+";
+
+    #[test]
+    fn hybrid_parse_and_paths() {
+        let h = parse_hierarchies(MI, CG);
+        assert_eq!(h.len(), 4);
+        assert_eq!(layout(&h), Layout::Hybrid);
+        let mem = h.iter().find(|h| h.controllers == ["memory"]).unwrap();
+        assert_eq!(mem.own, PathBuf::from("/process_api/abc"));
+        let cpu = h
+            .iter()
+            .find(|h| h.controllers == ["cpu", "cpuacct"])
+            .unwrap();
+        assert_eq!(
+            container_dir(mem, Some(Path::new("kraal-test/c1")), "c1").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/kraal-test/c1")
+        );
+        assert_eq!(
+            container_dir(cpu, Some(Path::new("/abs/c1")), "c1").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/abs/c1")
+        );
+        assert_eq!(
+            container_dir(cpu, None, "c9").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c9")
+        );
+        assert!(container_dir(cpu, Some(Path::new("../x")), "c").is_err());
+        assert!(container_dir(cpu, Some(Path::new("/")), "c").is_err());
+    }
+
+    #[test]
+    fn unified_only() {
+        let mi = "31 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let h = parse_hierarchies(mi, "0::/user.slice/x.scope\n");
+        assert_eq!(layout(&h), Layout::Unified);
+        assert_eq!(h[0].own, PathBuf::from("/user.slice/x.scope"));
+    }
+
+    #[test]
+    fn mount_root_is_stripped_inside_a_cgroup_namespace_view() {
+        let mi = "31 23 0:27 /kubepods /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let h = parse_hierarchies(mi, "0::/kubepods/pod1\n");
+        assert_eq!(h[0].own, PathBuf::from("/pod1"));
+    }
+}

@@ -1,0 +1,216 @@
+//! The command line, with runc's command names, flags and exit codes; each handler
+//! is a thin call into `container`.
+
+use crate::container::{self, CreateOpts};
+use crate::logging;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kraal",
+    about = "Run OCI containers (runc-compatible command line)",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Root directory for container state.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Write log messages to this file instead of stderr.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", value_enum, default_value = "text")]
+    pub log_format: logging::Format,
+    /// Log debug messages.
+    #[arg(long)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (cgroupsPath as slice:prefix:name).
+    #[arg(long = "systemd-cgroup")]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: auto, true or false.
+    #[arg(long, value_parser = ["auto", "true", "false"], default_value = "auto")]
+    pub rootless: String,
+    /// Path to criu (accepted for runc compatibility; checkpointing is not supported).
+    #[arg(long, hide = true)]
+    pub criu: Option<PathBuf>,
+    /// Print version information.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Path to the bundle directory (holding config.json).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// File to write the container init's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass this many extra fds (from 3 on) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Use MS_MOVE and chroot instead of pivot_root.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Container id.
+    pub id: String,
+}
+
+impl CreateArgs {
+    fn opts(&self) -> CreateOpts {
+        CreateOpts {
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            preserve_fds: self.preserve_fds,
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container (its process waits for `start`).
+    Create(CreateArgs),
+    /// Start the user process of a created container.
+    Start { id: String },
+    /// Create and start a container, and wait for it.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Do not wait for the container; return once it started.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the state of a container as JSON.
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill {
+        /// Send the signal to every process in the container.
+        #[arg(short = 'a', long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        /// Kill the container first if it is running.
+        #[arg(short = 'f', long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    #[command(alias = "ps-all")]
+    List {
+        /// Output format: table or json.
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only the container ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Write a default config.json.
+    Spec {
+        /// Directory to write config.json into.
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// Write a config for a rootless container.
+        #[arg(long = "rootless", id = "spec_rootless")]
+        rootless: bool,
+    },
+    /// Print the features this build of kraal supports, as JSON.
+    Features,
+}
+
+fn version() -> String {
+    format!(
+        "kraal version {}\ncommit: {}\nspec: {}\nlibseccomp: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("KRAAL_COMMIT"),
+        crate::OCI_VERSION,
+        libseccomp::ScmpVersion::current()
+            .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+            .unwrap_or_else(|e| format!("unavailable ({e})")),
+    )
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    if cli.version {
+        print!("{}", version());
+        return Ok(0);
+    }
+    let root = cli.root.clone().unwrap_or_else(crate::state::default_root);
+    let Some(cmd) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help().context("print help")?;
+        return Ok(0);
+    };
+    match cmd {
+        Command::Create(a) => {
+            container::create(&root, &a.opts())?;
+        }
+        Command::Start { id } => container::start(&root, &id)?,
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            return container::run(&root, &create.opts(), detach, keep);
+        }
+        Command::State { id } => {
+            let r = container::state(&root, &id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).context("encode state")?
+            );
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = crate::signals::parse(&signal)?;
+            container::kill(&root, &id, sig, all)?;
+        }
+        Command::Delete { force, id } => container::delete(&root, &id, force)?,
+        Command::List { format, quiet } => {
+            let rows = container::list(&root)?;
+            if quiet {
+                for r in &rows {
+                    println!("{}", r.id);
+                }
+            } else if format == "json" {
+                // runc encodes an empty list as null.
+                if rows.is_empty() {
+                    println!("null");
+                } else {
+                    println!("{}", serde_json::to_string(&rows).context("encode list")?);
+                }
+            } else {
+                print!("{}", container::format_table(&rows));
+            }
+        }
+        Command::Spec { bundle, rootless } => container::write_spec(&bundle, rootless)?,
+        Command::Features => {
+            let v = crate::features::features();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).context("encode features")?
+            );
+        }
+    }
+    Ok(0)
+}

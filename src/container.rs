@@ -1,0 +1,734 @@
+//! Container lifecycle: create, start, run, kill, delete, state and list.
+//!
+//! `create` is THE create path: it reads top to bottom as the list of steps that
+//! take a bundle to an init blocked before exec, and undoes them all on failure.
+
+use crate::cgroups::{self, Cgroup};
+use crate::mounts;
+use crate::namespaces;
+use crate::netdev;
+use crate::process::init::{self, User};
+use crate::process::spawn;
+use crate::process::sync::Msg;
+use crate::rootfs;
+use crate::state::{self, Dir, Saved, Status};
+use crate::sys;
+use crate::validate;
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::{LinuxDeviceType, Spec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// Undoes a half-made container; disarmed once `create` succeeds.
+struct Undo {
+    dir: Option<Dir>,
+    cgroup: Option<Cgroup>,
+    child: Option<libc::pid_t>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.take() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_exit(pid);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cgroups::kill_all(&cg.dirs);
+            let _ = cg.destroy();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.remove();
+        }
+    }
+}
+
+/// Waits for a process to be gone: reaps it if it is our child, else polls its pidfd.
+fn wait_exit(pid: libc::pid_t) -> Option<i32> {
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Some(status);
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break;
+    }
+    if let Ok(fd) = sys::pidfd_open(pid) {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    }
+    None
+}
+
+/// What a successful `create` leaves: the init's pid, blocked on exec.fifo.
+pub struct Created {
+    pub pid: libc::pid_t,
+}
+
+pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
+    state::validate_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle)
+        .with_context(|| format!("bundle {}", o.bundle.display()))?;
+    let spec = validate::load(&bundle)?;
+    validate::validate(&spec, &bundle)?;
+    if o.console_socket.is_some() {
+        bail!("--console-socket: terminals are not supported yet");
+    }
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+    {
+        bail!("process.terminal: terminals are not supported yet; set it to false");
+    }
+
+    let dir = Dir::create(root, &o.id)?;
+    let mut undo = Undo {
+        dir: None,
+        cgroup: None,
+        child: None,
+    };
+    let lock_fd = dir.lock_fd();
+    let dir_path = dir.path.clone();
+    undo.dir = Some(dir);
+
+    let hier = cgroups::hierarchies()?;
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let cg = Cgroup::create(&hier, cgroups_path.as_deref(), &o.id)?;
+    let cg_view: Vec<_> = hier.iter().cloned().zip(cg.dirs.iter().cloned()).collect();
+    let cg_dirs = cg.dirs.clone();
+    undo.cgroup = Some(cg);
+
+    let fifo = make_fifo(&dir_path.join(state::FIFO))?;
+    let mut plan = build_plan(&spec, &bundle, o, cg_view)?;
+    plan.fifo = fifo.as_raw_fd();
+
+    let (mut pid, chan) = spawn::spawn(&plan, &[lock_fd])?;
+    undo.child = Some(pid);
+    if plan.ns.new_userns {
+        write_id_maps(pid, &spec)?;
+    }
+    if let Some(cg) = &undo.cgroup {
+        cg.add(pid)?;
+    }
+    let moved = move_net_devices(pid, &spec)?;
+    chan.send(&Msg::Go).context("sync: send Go to the init")?;
+    loop {
+        match chan.recv().context("sync: wait for the init")? {
+            Some(Msg::Pid(p)) => {
+                // The intermediate child exits once it has forked the real init.
+                wait_exit(pid);
+                pid = p;
+                undo.child = Some(pid);
+                chan.send(&Msg::Go).context("sync: send Go to the init")?;
+            }
+            Some(Msg::CreateHooks) => {
+                chan.send(&Msg::HooksDone).context("sync: send HooksDone")?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => return Err(anyhow!(e)),
+            Some(m) => bail!("sync: unexpected message {m:?} from the init"),
+            None => {
+                let st = wait_exit(pid);
+                undo.child = None;
+                bail!("container init exited during setup ({})", describe_wait(st));
+            }
+        }
+    }
+    drop(fifo);
+
+    let (init_start, _) = state::proc_start_time(pid)
+        .ok_or_else(|| anyhow!("container init {pid} vanished after setup"))?;
+    let saved = Saved {
+        oci_version: spec.version().clone(),
+        id: o.id.clone(),
+        pid,
+        init_start,
+        bundle: bundle.clone(),
+        rootfs: plan.rootfs.rootfs.clone(),
+        created: crate::timefmt::rfc3339_nano(SystemTime::now()),
+        annotations: spec
+            .annotations()
+            .clone()
+            .map(|a| a.into_iter().collect())
+            .unwrap_or_default(),
+        cgroup_dirs: cg_dirs,
+        own_pidns: plan.ns.new_pidns,
+        net_devices: moved,
+    };
+    if let Some(d) = &undo.dir {
+        d.save(&saved)?;
+    }
+    if let Some(pf) = &o.pid_file {
+        let pf = absolute(pf)?;
+        state::write_atomic(&pf, pid.to_string().as_bytes(), 0o644)
+            .with_context(|| format!("--pid-file {}", pf.display()))?;
+    }
+    undo.child = None;
+    undo.cgroup = None;
+    undo.dir = None;
+    Ok(Created { pid })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir().context("getcwd")?.join(p))
+}
+
+fn describe_wait(st: Option<i32>) -> String {
+    match st {
+        Some(s) if libc::WIFEXITED(s) => format!("exit status {}", libc::WEXITSTATUS(s)),
+        Some(s) if libc::WIFSIGNALED(s) => format!("killed by signal {}", libc::WTERMSIG(s)),
+        _ => "status unknown".to_string(),
+    }
+}
+
+fn make_fifo(path: &Path) -> Result<OwnedFd> {
+    let c = sys::cstr(path)?;
+    let old = unsafe { libc::umask(0) };
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o622) };
+    unsafe { libc::umask(old) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("mkfifo {}", path.display()));
+    }
+    sys::openat(None, &c, libc::O_PATH, 0).with_context(|| format!("open {}", path.display()))
+}
+
+fn cstring(field: &str, s: &[u8]) -> Result<CString> {
+    CString::new(s).map_err(|_| anyhow!("{field}: contains a NUL byte"))
+}
+
+/// Converts the spec into what the init executes, resolving paths on the host.
+fn build_plan(
+    spec: &Spec,
+    bundle: &Path,
+    o: &CreateOpts,
+    cgroups: Vec<(cgroups::Hierarchy, PathBuf)>,
+) -> Result<init::Plan> {
+    let ns = namespaces::Plan::from_spec(spec)?;
+    if !ns.has_mntns() {
+        bail!("linux.namespaces: a mount namespace is required");
+    }
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| anyhow!("root: is required"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .with_context(|| format!("root.path {}", rootfs.display()))?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("process: is required to create a container"))?;
+
+    let mut mounts_p = Vec::new();
+    for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
+        mounts_p.push(mounts::Prepared::from_spec(i, m, bundle)?);
+    }
+    let setup_dev = !mounts_p
+        .iter()
+        .any(|m| m.dest == Path::new("dev") && m.opts.is_bind());
+    let mut devices = Vec::new();
+    for (i, d) in linux.devices().as_deref().unwrap_or(&[]).iter().enumerate() {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            other => bail!("linux.devices[{i}]: unsupported type {other:?}"),
+        };
+        devices.push(rootfs::Device {
+            path: d.path().clone(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    let propagation = match linux.rootfs_propagation() {
+        Some(p) if !p.is_empty() => Some(
+            mounts::propagation(p)
+                .ok_or_else(|| anyhow!("linux.rootfsPropagation: unknown value {p:?}"))?,
+        ),
+        _ => None,
+    };
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    let new_cgroupns = ns.new_cgroupns;
+
+    let mut env = Vec::new();
+    let mut path_env = String::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (i, e) in process.env().as_deref().unwrap_or(&[]).iter().enumerate() {
+        if let Some(p) = e.strip_prefix("PATH=") {
+            path_env = p.to_string();
+        }
+        env.push(cstring(&format!("process.env[{i}]"), e.as_bytes())?);
+    }
+    let listen = listen_fds();
+    if listen > 0 {
+        env.push(cstring(
+            "LISTEN_FDS",
+            format!("LISTEN_FDS={listen}").as_bytes(),
+        )?);
+        env.push(cstring("LISTEN_PID", b"LISTEN_PID=1")?);
+    }
+    let mut args = Vec::new();
+    for (i, a) in process.args().as_deref().unwrap_or(&[]).iter().enumerate() {
+        args.push(cstring(&format!("process.args[{i}]"), a.as_bytes())?);
+    }
+    let u = process.user();
+    let hostname = spec
+        .hostname()
+        .as_ref()
+        .map(|h| cstring("hostname", h.as_bytes()))
+        .transpose()?;
+    let domainname = spec
+        .domainname()
+        .as_ref()
+        .map(|h| cstring("domainname", h.as_bytes()))
+        .transpose()?;
+
+    Ok(init::Plan {
+        rootfs: rootfs::Plan {
+            rootfs,
+            readonly: root.readonly().unwrap_or(false),
+            propagation,
+            mounts: mounts_p,
+            setup_dev,
+            devices,
+            masked: linux
+                .masked_paths()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            readonly_paths: linux
+                .readonly_paths()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            sysctl,
+            no_pivot: o.no_pivot,
+            cgroups: rootfs::CgroupView {
+                hierarchies: cgroups,
+                new_ns: new_cgroupns,
+            },
+        },
+        ns,
+        hostname,
+        domainname,
+        oom_score_adj: process.oom_score_adj(),
+        user: User {
+            uid: u.uid(),
+            gid: u.gid(),
+            additional_gids: u.additional_gids().clone().unwrap_or_default(),
+            umask: u.umask(),
+        },
+        cwd: process.cwd().clone(),
+        args,
+        env,
+        path_env,
+        no_new_keyring: o.no_new_keyring,
+        create_hooks: false,
+        keep_fds: 3 + listen + o.preserve_fds,
+        fifo: -1,
+    })
+}
+
+/// Socket-activation fds handed to kraal (LISTEN_FDS for our pid) pass through.
+fn listen_fds() -> u32 {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !pid_ok {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_id_maps(pid: libc::pid_t, spec: &Spec) -> Result<()> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| anyhow!("linux: missing"))?;
+    let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        m.as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid = fmt(linux.uid_mappings());
+    let gid = fmt(linux.gid_mappings());
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    sys::write_file(&base.join("uid_map"), uid.as_bytes())
+        .context("linux.uidMappings: write uid_map")?;
+    sys::write_file(&base.join("gid_map"), gid.as_bytes())
+        .context("linux.gidMappings: write gid_map")?;
+    Ok(())
+}
+
+fn move_net_devices(pid: libc::pid_t, spec: &Spec) -> Result<Vec<netdev::MovedDevice>> {
+    let Some(devs) = spec.linux().as_ref().and_then(|l| l.net_devices().clone()) else {
+        return Ok(Vec::new());
+    };
+    if devs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .context("open the container's network namespace")?;
+    let mut names: Vec<_> = devs.keys().cloned().collect();
+    names.sort();
+    let mut moved = Vec::new();
+    for name in names {
+        match netdev::move_into(ns.as_fd(), &name, &devs[&name]) {
+            Ok(m) => moved.push(m),
+            Err(e) => {
+                for m in &moved {
+                    let _ = netdev::move_back(ns.as_fd(), m);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Releases a created container's init so it execs the user process.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir
+        .load()?
+        .ok_or_else(|| anyhow!("container {id:?} is still being created"))?;
+    match dir.status(Some(&saved)) {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
+        Status::Creating => bail!("cannot start a container that is still being created"),
+    }
+    let fifo = dir.fifo();
+    let c = sys::cstr(&fifo)?;
+    let f = sys::openat(None, &c, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+        .with_context(|| format!("open {}", fifo.display()))?;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = unsafe { libc::poll(&mut pfd, 1, 50) };
+        if r > 0 {
+            let mut b = [0u8; 1];
+            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                break;
+            }
+            if n == 0 || pfd.revents & libc::POLLHUP != 0 {
+                bail!("cannot start container {id:?}: its init exited before start");
+            }
+        }
+        if !state::process_alive(saved.pid, saved.init_start) {
+            bail!("cannot start container {id:?}: its init process is gone");
+        }
+    }
+    std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    Ok(())
+}
+
+/// `run`: create, start, and (unless detached) wait, forwarding signals, then delete.
+pub fn run(root: &Path, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    if !detach {
+        // Before the fork: an init that exits at once must still be seen (SIGCHLD pending).
+        let set = crate::signals::forwarded();
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old_mask);
+        }
+    }
+    let created = create(root, o)?;
+    if let Err(e) = start(root, &o.id) {
+        let _ = delete(root, &o.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let status = wait_forwarding(created.pid);
+    if !keep {
+        delete(root, &o.id, true)?;
+    }
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    Ok(status)
+}
+
+/// Waits for the init, forwarding every blocked signal to it; returns its exit code
+/// (128+signal when killed), as a shell would report it.
+fn wait_forwarding(pid: libc::pid_t) -> i32 {
+    let set = crate::signals::forwarded();
+    loop {
+        let mut status = 0;
+        loop {
+            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if r == pid {
+                if libc::WIFEXITED(status) {
+                    return libc::WEXITSTATUS(status);
+                }
+                if libc::WIFSIGNALED(status) {
+                    return 128 + libc::WTERMSIG(status);
+                }
+            }
+            if r <= 0 {
+                break;
+            }
+        }
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
+        if sig > 0 && sig != libc::SIGCHLD {
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}
+
+/// Sends a signal to the init, or with `all` to every process of the container.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir
+        .load()?
+        .ok_or_else(|| anyhow!("container {id:?} is still being created"))?;
+    if dir.status(Some(&saved)) == Status::Stopped {
+        bail!("container {id:?} is not running");
+    }
+    if all {
+        return cgroups::signal_all(&saved.cgroup_dirs, sig);
+    }
+    // A pidfd pins the process: checked once, it cannot be a reused pid any more.
+    let pfd = sys::pidfd_open(saved.pid)
+        .with_context(|| format!("container {id:?}: open init pid {}", saved.pid))?;
+    if !state::process_alive(saved.pid, saved.init_start) {
+        bail!("container {id:?} is not running");
+    }
+    sys::pidfd_send_signal(pfd.as_fd(), sig)
+        .with_context(|| format!("container {id:?}: send signal {sig}"))
+}
+
+/// Removes a container. A created one is killed first (containerd deletes created
+/// tasks without --force); a running or paused one needs `force`.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = match Dir::open(root, id) {
+        Ok(d) => d,
+        Err(e) if force && !root.join(id).exists() => {
+            let _ = e;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(saved) = dir.load()? else {
+        // A create that died before writing state: nothing runs, only the dir is left.
+        return dir.remove();
+    };
+    match dir.status(Some(&saved)) {
+        Status::Stopped | Status::Created => {}
+        s if force => {
+            let _ = s;
+        }
+        s => bail!("cannot delete container {id:?} that is not stopped: {s}"),
+    }
+    destroy(dir, &saved)
+}
+
+fn destroy(dir: Dir, s: &Saved) -> Result<()> {
+    let alive = state::process_alive(s.pid, s.init_start);
+    if alive && !s.net_devices.is_empty() {
+        if let Ok(ns) = std::fs::File::open(format!("/proc/{}/ns/net", s.pid)) {
+            for m in &s.net_devices {
+                if let Err(e) = netdev::move_back(ns.as_fd(), m) {
+                    crate::logging::warn(&format!("{e:#}"));
+                }
+            }
+        }
+    }
+    if alive {
+        if let Ok(pfd) = sys::pidfd_open(s.pid) {
+            if state::process_alive(s.pid, s.init_start) {
+                let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
+                let mut p = libc::pollfd {
+                    fd: pfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                unsafe { libc::poll(&mut p, 1, 10_000) };
+            }
+        }
+    }
+    // Without a pid namespace, the init's death leaves its children running.
+    cgroups::kill_all(&s.cgroup_dirs)?;
+    cgroups::destroy(&s.cgroup_dirs)?;
+    // Reap the init if it was our own child (`run`), so it does not linger as a zombie.
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < deadline {
+        let mut st = 0;
+        if unsafe { libc::waitpid(s.pid, &mut st, libc::WNOHANG) } != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    dir.remove()
+}
+
+/// The state as runc prints it for `state` and `list --format json`.
+#[derive(Serialize)]
+pub struct Report {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: String,
+    pub bundle: String,
+    pub rootfs: String,
+    pub created: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    pub owner: String,
+}
+
+fn report(dir: &Dir, s: Option<&Saved>, id: &str, owner: String) -> Report {
+    let status = dir.status(s);
+    let d = Saved::default();
+    let s = s.unwrap_or(&d);
+    Report {
+        oci_version: s.oci_version.clone(),
+        id: id.to_string(),
+        // runc reports pid 0 once the container has stopped.
+        pid: if status == Status::Stopped { 0 } else { s.pid },
+        status: status.to_string(),
+        bundle: s.bundle.to_string_lossy().into_owned(),
+        rootfs: s.rootfs.to_string_lossy().into_owned(),
+        created: s.created.clone(),
+        annotations: s.annotations.clone(),
+        owner,
+    }
+}
+
+pub fn state(root: &Path, id: &str) -> Result<Report> {
+    let dir = Dir::open(root, id)?;
+    let s = dir.load()?;
+    Ok(report(&dir, s.as_ref(), id, String::new()))
+}
+
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+pub fn list(root: &Path) -> Result<Vec<Report>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        let Ok(dir) = Dir::open(root, &id) else {
+            continue;
+        };
+        let owner = std::fs::metadata(&dir.path)
+            .map(|m| owner_name(m.uid()))
+            .unwrap_or_default();
+        let s = dir.load().ok().flatten();
+        out.push(report(&dir, s.as_ref(), &id, owner));
+    }
+    Ok(out)
+}
+
+/// `list` in runc's table layout (Go tabwriter: min width 12, padding 3).
+pub fn format_table(rows: &[Report]) -> String {
+    let mut cells: Vec<[String; 6]> = vec![[
+        "ID".into(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+        "CREATED".into(),
+        "OWNER".into(),
+    ]];
+    for r in rows {
+        cells.push([
+            r.id.clone(),
+            r.pid.to_string(),
+            r.status.clone(),
+            r.bundle.clone(),
+            r.created.clone(),
+            r.owner.clone(),
+        ]);
+    }
+    let mut width = [0usize; 5];
+    for row in &cells {
+        for (i, w) in width.iter_mut().enumerate() {
+            *w = (*w).max((row[i].chars().count() + 3).max(12));
+        }
+    }
+    let mut s = String::new();
+    for row in &cells {
+        for (i, w) in width.iter().enumerate() {
+            s.push_str(&format!("{:<w$}", row[i], w = *w));
+        }
+        s.push_str(&row[5]);
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `config.json` for `kraal spec`.
+pub fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
+    let p = bundle.join("config.json");
+    if p.exists() {
+        bail!("File {} exists. Remove it first", p.display());
+    }
+    let v = crate::defaults::default_spec(rootless);
+    let mut data = serde_json::to_vec_pretty(&v).context("encode config")?;
+    data.push(b'\n');
+    std::fs::write(&p, data).with_context(|| format!("write {}", p.display()))
+}

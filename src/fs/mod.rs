@@ -1,0 +1,3 @@
+//! Filesystem access that must not be fooled by what a container image contains.
+
+pub mod safe_path;

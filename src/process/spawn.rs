@@ -1,0 +1,24 @@
+//! Starting the init: one clone3 that creates the new namespaces, then the child
+//! runs `init::run` and never returns here.
+
+use super::init::{self, Plan};
+use super::sync::Channel;
+use crate::sys;
+use anyhow::{Context, Result};
+use std::os::fd::RawFd;
+
+/// Forks the init. `close_in_child` are runtime fds the init must not hold (the
+/// state directory lock: a flock lives as long as any copy of its fd).
+pub fn spawn(plan: &Plan, close_in_child: &[RawFd]) -> Result<(libc::pid_t, Channel)> {
+    let (parent, child) = Channel::pair().context("create sync socketpair")?;
+    let pid = sys::clone3(plan.ns.clone_flags, None).context("clone3 the container init")?;
+    if pid == 0 {
+        drop(parent);
+        for fd in close_in_child {
+            unsafe { libc::close(*fd) };
+        }
+        init::run(plan, &child);
+    }
+    drop(child);
+    Ok((pid, parent))
+}

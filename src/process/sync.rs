@@ -1,0 +1,196 @@
+//! The runtime <-> init protocol over a SOCK_SEQPACKET socketpair.
+//!
+//! | from    | message       | meaning                                                   |
+//! |---------|---------------|-----------------------------------------------------------|
+//! | runtime | `Go`          | cgroups joined, id maps written, net devices moved        |
+//! | init    | `Pid(p)`      | the namespaces needed a second fork; `p` is the real init |
+//! | init    | `CreateHooks` | namespaces and mounts are ready: run createRuntime hooks  |
+//! | runtime | `HooksDone`   | createRuntime hooks succeeded                             |
+//! | init    | `Ready`       | set up, now blocked on exec.fifo until `start`            |
+//! | init    | `Error(text)` | setup failed; the text is the whole error chain           |
+//!
+//! One message per datagram, so a message is never split or merged.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Go,
+    Pid(i32),
+    CreateHooks,
+    HooksDone,
+    Ready,
+    Error(String),
+}
+
+impl Msg {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go => vec![1],
+            Msg::Pid(p) => {
+                let mut v = vec![2];
+                v.extend_from_slice(&p.to_le_bytes());
+                v
+            }
+            Msg::CreateHooks => vec![3],
+            Msg::HooksDone => vec![4],
+            Msg::Ready => vec![5],
+            Msg::Error(s) => {
+                let mut v = vec![6];
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> io::Result<Msg> {
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad sync message {b:?}"),
+            )
+        };
+        Ok(match b.first().ok_or_else(bad)? {
+            1 => Msg::Go,
+            2 => Msg::Pid(i32::from_le_bytes(
+                b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            )),
+            3 => Msg::CreateHooks,
+            4 => Msg::HooksDone,
+            5 => Msg::Ready,
+            6 => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            _ => return Err(bad()),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Msg::Go => "Go",
+            Msg::Pid(_) => "Pid",
+            Msg::CreateHooks => "CreateHooks",
+            Msg::HooksDone => "HooksDone",
+            Msg::Ready => "Ready",
+            Msg::Error(_) => "Error",
+        }
+    }
+}
+
+/// One end of the socketpair.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    pub fn pair() -> io::Result<(Channel, Channel)> {
+        let mut fds = [0; 2];
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(unsafe {
+            (
+                Channel {
+                    fd: OwnedFd::from_raw_fd(fds[0]),
+                },
+                Channel {
+                    fd: OwnedFd::from_raw_fd(fds[1]),
+                },
+            )
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    pub fn send(&self, m: &Msg) -> io::Result<()> {
+        let b = m.encode();
+        loop {
+            let r = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    b.as_ptr().cast(),
+                    b.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Receives one message; `None` when the other end closed.
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let r =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r > 0 {
+                return Msg::decode(&buf[..r as usize]).map(Some);
+            }
+            if r == 0 {
+                return Ok(None);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Waits for `want`; any other message is an error naming both.
+    pub fn expect(&self, want: &Msg) -> io::Result<()> {
+        match self.recv()? {
+            Some(ref m) if m == want => Ok(()),
+            Some(m) => Err(io::Error::other(format!(
+                "sync: expected {}, got {}",
+                want.name(),
+                m.name()
+            ))),
+            None => Err(io::Error::other(format!(
+                "sync: expected {}, the other side exited",
+                want.name()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let (a, b) = Channel::pair().unwrap();
+        for m in [
+            Msg::Go,
+            Msg::Pid(4242),
+            Msg::CreateHooks,
+            Msg::HooksDone,
+            Msg::Ready,
+            Msg::Error("mount /proc: EPERM".into()),
+        ] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(m));
+        }
+        a.send(&Msg::Ready).unwrap();
+        let e = b.expect(&Msg::Go).unwrap_err();
+        assert_eq!(e.to_string(), "sync: expected Go, got Ready");
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,491 @@
+//! The container's root filesystem, in the child's own mount namespace: propagation,
+//! the rootfs bind, every `mounts` entry in order, /dev, pivot_root (or MS_MOVE and
+//! chroot with --no-pivot), then sysctls, readonly and masked paths, readonly root.
+
+use crate::cgroups::Hierarchy;
+use crate::fs::safe_path;
+use crate::mounts::{self, Prepared};
+use crate::sys::{self, cstr};
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// A device node to create in the container's /dev.
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub path: PathBuf,
+    /// S_IFCHR, S_IFBLK or S_IFIFO.
+    pub kind: u32,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The devices every container gets when kraal sets up /dev.
+pub fn default_devices() -> Vec<Device> {
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(n, ma, mi)| Device {
+        path: PathBuf::from(format!("dev/{n}")),
+        kind: libc::S_IFCHR,
+        major: ma,
+        minor: mi,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+/// Where the container's cgroups are, for `cgroup` mounts.
+#[derive(Clone, Debug, Default)]
+pub struct CgroupView {
+    pub hierarchies: Vec<(Hierarchy, PathBuf)>,
+    pub new_ns: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub rootfs: PathBuf,
+    pub readonly: bool,
+    pub propagation: Option<libc::c_ulong>,
+    pub mounts: Vec<Prepared>,
+    pub setup_dev: bool,
+    pub devices: Vec<Device>,
+    pub masked: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub sysctl: Vec<(String, String)>,
+    pub no_pivot: bool,
+    pub cgroups: CgroupView,
+}
+
+/// Everything up to the createRuntime/createContainer hooks point.
+pub fn prepare(p: &Plan) -> Result<OwnedFd> {
+    // Host mounts must not propagate in, and ours must not leak out.
+    let prop = p.propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    sys::mount(None, c"/", None, prop, None)
+        .context("set propagation of / in the container's mount namespace")?;
+    make_parent_private(&p.rootfs)?;
+    let r = cstr(&p.rootfs)?;
+    sys::mount(Some(&r), &r, None, libc::MS_BIND | libc::MS_REC, None)
+        .with_context(|| format!("bind rootfs {} onto itself", p.rootfs.display()))?;
+    let root = sys::openat(None, &r, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .with_context(|| format!("open rootfs {}", p.rootfs.display()))?;
+    for m in &p.mounts {
+        match m.fstype.as_deref() {
+            Some("cgroup") | Some("cgroup2") if !m.opts.is_bind() => {
+                mount_cgroup(root.as_fd(), m, &p.cgroups)?
+            }
+            _ => mounts::mount_one(root.as_fd(), m)?,
+        }
+    }
+    if p.setup_dev {
+        setup_dev(root.as_fd(), &p.devices)?;
+    } else {
+        for d in &p.devices {
+            make_device(root.as_fd(), d)?;
+        }
+    }
+    Ok(root)
+}
+
+/// pivot_root needs the rootfs' parent mount not to be shared; in our own mount
+/// namespace we may make it private without affecting the host.
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let mi =
+        std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let mut best: Option<(&str, bool)> = None;
+    for line in mi.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() < 7 {
+            continue;
+        }
+        let mp = f[4];
+        if rootfs.starts_with(mp) && best.is_none_or(|(b, _)| mp.len() >= b.len()) {
+            let shared = f[6..]
+                .iter()
+                .take_while(|x| **x != "-")
+                .any(|x| x.starts_with("shared:"));
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        let c = CString::new(mp).context("mount point with NUL")?;
+        sys::mount(None, &c, None, libc::MS_PRIVATE, None)
+            .with_context(|| format!("make {mp} private"))?;
+    }
+    Ok(())
+}
+
+fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
+    let label = format!("mounts[{}] (/{})", m.index, m.dest.display());
+    let flags = m.opts.flags & !libc::MS_RDONLY;
+    let ro = m.opts.flags & libc::MS_RDONLY;
+    let unified = cg.hierarchies.len() == 1 && cg.hierarchies[0].0.v2;
+    let dest = safe_path::mkdir_all(root, &m.dest, 0o755)
+        .with_context(|| format!("{label}: create mount point"))?;
+    let dpath = sys::fd_path(dest.as_fd());
+    if unified || cg.hierarchies.is_empty() {
+        let (h, dir) = match cg.hierarchies.first() {
+            Some(x) => x,
+            None => bail!("{label}: no cgroup hierarchy is mounted on the host"),
+        };
+        let _ = h;
+        return mount_hierarchy(&dpath, None, dir, cg.new_ns, flags | ro)
+            .with_context(|| format!("{label}: mount cgroup2"));
+    }
+    // v1 or hybrid: a tmpfs with one mount per hierarchy, as on the host.
+    sys::mount(
+        Some(c"tmpfs"),
+        &dpath,
+        Some(c"tmpfs"),
+        flags,
+        Some(c"mode=755"),
+    )
+    .with_context(|| format!("{label}: mount tmpfs"))?;
+    let top =
+        safe_path::open(root, &m.dest, libc::O_PATH).with_context(|| format!("{label}: reopen"))?;
+    for (h, dir) in &cg.hierarchies {
+        let name = h
+            .mountpoint
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("unified"));
+        let sub = m.dest.join(&name);
+        let sfd = safe_path::mkdir_all(root, &sub, 0o755)
+            .with_context(|| format!("{label}: mkdir {}", sub.display()))?;
+        let v1 = if h.v2 {
+            None
+        } else {
+            Some(h.controllers.join(","))
+        };
+        mount_hierarchy(
+            &sys::fd_path(sfd.as_fd()),
+            v1.as_deref(),
+            dir,
+            cg.new_ns,
+            flags | ro,
+        )
+        .with_context(|| format!("{label}: mount {}", name.display()))?;
+        // Co-mounted controllers (cpu,cpuacct) are also reachable by each name.
+        if h.controllers.len() > 1 {
+            for c in &h.controllers {
+                let link = m.dest.join(c);
+                if Path::new(c) != name {
+                    let target =
+                        CString::new(name.as_os_str().as_encoded_bytes()).context("name")?;
+                    let lname = CString::new(c.as_str()).context("name")?;
+                    let _ = link;
+                    unsafe { libc::symlinkat(target.as_ptr(), top.as_raw_fd(), lname.as_ptr()) };
+                }
+            }
+        }
+    }
+    if ro != 0 {
+        mounts::remount_bind(top.as_fd(), libc::MS_RDONLY | flags, 0)
+            .or_else(|_| {
+                sys::mount(
+                    None,
+                    &sys::fd_path(top.as_fd()),
+                    None,
+                    libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                    Some(c"mode=755"),
+                )
+            })
+            .with_context(|| format!("{label}: remount read-only"))?;
+    }
+    Ok(())
+}
+
+/// Mounts one hierarchy: a fresh cgroupfs when the container has its own cgroup
+/// namespace (its root is then the container's cgroup), else a bind of its directory.
+fn mount_hierarchy(
+    target: &CString,
+    v1_controllers: Option<&str>,
+    dir: &Path,
+    new_ns: bool,
+    flags: libc::c_ulong,
+) -> Result<()> {
+    if new_ns {
+        let r = match v1_controllers {
+            None => sys::mount(Some(c"cgroup2"), target, Some(c"cgroup2"), flags, None),
+            Some(c) => {
+                let data = CString::new(c).context("controllers")?;
+                sys::mount(Some(c"cgroup"), target, Some(c"cgroup"), flags, Some(&data))
+            }
+        };
+        if r.is_ok() {
+            return Ok(());
+        }
+    }
+    let d = cstr(dir)?;
+    sys::mount(Some(&d), target, None, libc::MS_BIND | libc::MS_REC, None)
+        .with_context(|| format!("bind {}", dir.display()))?;
+    if flags & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) != 0 {
+        sys::mount(
+            None,
+            target,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | flags,
+            None,
+        )
+        .context("remount")?;
+    }
+    Ok(())
+}
+
+fn setup_dev(root: BorrowedFd, extra: &[Device]) -> Result<()> {
+    for d in default_devices().iter().chain(extra) {
+        make_device(root, d)?;
+    }
+    let dev = safe_path::mkdir_all(root, Path::new("dev"), 0o755).context("mkdir /dev")?;
+    for (target, name) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        symlink_at(dev.as_fd(), target, name)?;
+    }
+    if Path::new("/proc/kcore").exists() {
+        symlink_at(dev.as_fd(), "/proc/kcore", "core")?;
+    }
+    // /dev/ptmx must be the container's own devpts instance.
+    let n = c"ptmx";
+    unsafe { libc::unlinkat(dev.as_raw_fd(), n.as_ptr(), 0) };
+    symlink_at(dev.as_fd(), "pts/ptmx", "ptmx")?;
+    Ok(())
+}
+
+fn symlink_at(dir: BorrowedFd, target: &str, name: &str) -> Result<()> {
+    let t = CString::new(target).context("symlink target")?;
+    let n = CString::new(name).context("symlink name")?;
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e).with_context(|| format!("symlink /dev/{name} -> {target}"));
+        }
+    }
+    Ok(())
+}
+
+fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
+    let rel = safe_path::relative(&d.path);
+    let label = format!("device /{}", rel.display());
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let name = rel.file_name().context("device path has no name")?;
+    let dir =
+        safe_path::mkdir_all(root, parent, 0o755).with_context(|| format!("{label}: mkdir"))?;
+    let cname = CString::new(name.as_encoded_bytes()).context("device name")?;
+    // Replace whatever the image put there (a symlink must not redirect the node).
+    unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
+    let dev = libc::makedev(d.major as u32, d.minor as u32);
+    let r = unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            d.kind | (d.mode & 0o7777),
+            dev,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EPERM) || d.kind == libc::S_IFIFO {
+            return Err(e).with_context(|| format!("{label}: mknod"));
+        }
+        // In a user namespace mknod is refused: bind the host's node instead.
+        let host = PathBuf::from("/").join(&rel);
+        let t = safe_path::create_file(root, &rel, 0o644)
+            .with_context(|| format!("{label}: create bind target"))?;
+        let h = cstr(&host)?;
+        sys::mount(
+            Some(&h),
+            &sys::fd_path(t.as_fd()),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .with_context(|| format!("{label}: bind from host {}", host.display()))?;
+        return Ok(());
+    }
+    if unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            d.uid,
+            d.gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: chown"));
+    }
+    // mknod applied the umask; the config's mode is what the spec asks for.
+    let fd = safe_path::open_nofollow(root, &rel).with_context(|| format!("{label}: reopen"))?;
+    let _ = fd;
+    if unsafe { libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), d.mode & 0o7777, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: chmod"));
+    }
+    Ok(())
+}
+
+/// Opens the container's /dev/null and checks it really is the null device, for
+/// masking (CVE-2025-31133: a /dev/null swapped for a symlink or another file would
+/// bind something else over the masked path).
+fn open_dev_null(root: BorrowedFd) -> Result<OwnedFd> {
+    let fd = safe_path::open_nofollow(root, Path::new("dev/null")).context("open /dev/null")?;
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("stat /dev/null");
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        bail!("/dev/null is not the null character device (1:3)");
+    }
+    Ok(fd)
+}
+
+/// Switches the process root to the rootfs and detaches the old root.
+pub fn pivot(p: &Plan, root: &OwnedFd) -> Result<()> {
+    let rootfs = p.rootfs.display();
+    if p.no_pivot {
+        if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("chdir {rootfs}"));
+        }
+        let r = cstr(&p.rootfs)?;
+        sys::mount(Some(&r), c"/", None, libc::MS_MOVE, None)
+            .with_context(|| format!("move {rootfs} to /"))?;
+        if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("chroot {rootfs}"));
+        }
+    } else {
+        let old =
+            sys::openat(None, c"/", libc::O_DIRECTORY | libc::O_RDONLY, 0).context("open /")?;
+        if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("chdir {rootfs}"));
+        }
+        // Stacking the old root on top of the new one avoids needing a put_old dir.
+        sys::pivot_root(c".", c".").with_context(|| format!("pivot_root {rootfs}"))?;
+        if unsafe { libc::fchdir(old.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("chdir old root");
+        }
+        sys::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
+            .context("make old root rslave")?;
+        sys::umount2(c".", libc::MNT_DETACH).context("detach old root")?;
+    }
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("chdir /");
+    }
+    Ok(())
+}
+
+/// After pivot: sysctls, readonly and masked paths, then the readonly root.
+pub fn finish(p: &Plan) -> Result<()> {
+    let root = sys::openat(None, c"/", libc::O_PATH | libc::O_DIRECTORY, 0).context("open /")?;
+    if !p.sysctl.is_empty() {
+        let proc_fd = open_procfs(root.as_fd())?;
+        for (k, v) in &p.sysctl {
+            let rel = format!("sys/{}", k.replace('.', "/"));
+            let c = CString::new(rel).context("sysctl key")?;
+            let f = sys::openat2(
+                proc_fd.as_fd(),
+                &c,
+                libc::O_WRONLY | libc::O_TRUNC,
+                0,
+                sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV,
+            )
+            .with_context(|| format!("linux.sysctl[{k:?}]: open /proc/sys"))?;
+            let r = unsafe { libc::write(f.as_raw_fd(), v.as_ptr().cast(), v.len()) };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("linux.sysctl[{k:?}]: write {v:?}"));
+            }
+        }
+    }
+    for path in &p.readonly_paths {
+        let fd = match safe_path::open(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("linux.readonlyPaths: open {}", path.display()))
+            }
+        };
+        let fp = sys::fd_path(fd.as_fd());
+        sys::mount(Some(&fp), &fp, None, libc::MS_BIND | libc::MS_REC, None)
+            .with_context(|| format!("linux.readonlyPaths: bind {}", path.display()))?;
+        let fd = safe_path::open(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW)
+            .with_context(|| format!("linux.readonlyPaths: reopen {}", path.display()))?;
+        mounts::remount_bind(
+            fd.as_fd(),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            0,
+        )
+        .with_context(|| format!("linux.readonlyPaths: remount {} read-only", path.display()))?;
+    }
+    let dev_null = if p.masked.is_empty() { None } else { Some(open_dev_null(root.as_fd()).context("linux.maskedPaths")?) };
+    for path in &p.masked {
+        let fd = match safe_path::open(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("linux.maskedPaths: open {}", path.display()))
+            }
+        };
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("linux.maskedPaths: stat {}", path.display()));
+        }
+        let fp = sys::fd_path(fd.as_fd());
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            sys::mount(Some(c"tmpfs"), &fp, Some(c"tmpfs"), libc::MS_RDONLY, None)
+        } else {
+            match &dev_null {
+                Some(n) => sys::mount(Some(&sys::fd_path(n.as_fd())), &fp, None, libc::MS_BIND, None),
+                None => Ok(()),
+            }
+        }
+        .with_context(|| format!("linux.maskedPaths: mask {}", path.display()))?;
+    }
+    if let Some(prop) = p.propagation {
+        sys::mount(None, c"/", None, prop, None).context("linux.rootfsPropagation: apply to /")?;
+    }
+    if p.readonly {
+        mounts::remount_bind_path(root.as_fd(), c"/", libc::MS_RDONLY, 0)
+            .context("root.readonly: remount / read-only")?;
+    }
+    Ok(())
+}
+
+/// The container's /proc, checked to be a real procfs (CVE-2025-52881: writes to
+/// /proc must not be redirected by an over-mount).
+pub fn open_procfs(root: BorrowedFd) -> Result<OwnedFd> {
+    let fd = sys::openat2(
+        root,
+        c"proc",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_BENEATH,
+    )
+    .context("open /proc")?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("statfs /proc");
+    }
+    if st.f_type != libc::PROC_SUPER_MAGIC {
+        bail!("/proc is not a procfs mount");
+    }
+    Ok(fd)
+}
