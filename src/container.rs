@@ -118,9 +118,13 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let hier = cgroups::hierarchies()?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cg = Cgroup::create(&hier, cgroups_path.as_deref(), &o.id)?;
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
     let cg_view: Vec<_> = hier.iter().cloned().zip(cg.dirs.iter().cloned()).collect();
     let cg_dirs = cg.dirs.clone();
     undo.cgroup = Some(cg);
+    if let (Some(cg), Some(res)) = (&undo.cgroup, &resources) {
+        cg.apply(&hier, res)?;
+    }
 
     let fifo = make_fifo(&dir_path.join(state::FIFO))?;
     let mut plan = build_plan(&spec, &bundle, o, cg_view)?;

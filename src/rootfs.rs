@@ -433,7 +433,11 @@ pub fn finish(p: &Plan) -> Result<()> {
         )
         .with_context(|| format!("linux.readonlyPaths: remount {} read-only", path.display()))?;
     }
-    let dev_null = if p.masked.is_empty() { None } else { Some(open_dev_null(root.as_fd()).context("linux.maskedPaths")?) };
+    let dev_null = if p.masked.is_empty() {
+        None
+    } else {
+        Some(open_dev_null(root.as_fd()).context("linux.maskedPaths")?)
+    };
     for path in &p.masked {
         let fd = match safe_path::open(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => fd,
@@ -453,7 +457,13 @@ pub fn finish(p: &Plan) -> Result<()> {
             sys::mount(Some(c"tmpfs"), &fp, Some(c"tmpfs"), libc::MS_RDONLY, None)
         } else {
             match &dev_null {
-                Some(n) => sys::mount(Some(&sys::fd_path(n.as_fd())), &fp, None, libc::MS_BIND, None),
+                Some(n) => sys::mount(
+                    Some(&sys::fd_path(n.as_fd())),
+                    &fp,
+                    None,
+                    libc::MS_BIND,
+                    None,
+                ),
                 None => Ok(()),
             }
         }

@@ -177,6 +177,12 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// Applies `linux.resources` to the directories (placeholder: being written).
+    pub fn apply(&self, hier: &[Hierarchy], res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let _ = (hier, res);
+        Ok(())
+    }
+
     /// Moves `pid` into every directory.
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {

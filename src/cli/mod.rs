@@ -1,6 +1,8 @@
 //! The command line, with runc's command names, flags and exit codes; each handler
 //! is a thin call into `container`.
 
+pub mod cgroups;
+
 use crate::container::{self, CreateOpts};
 use crate::logging;
 use anyhow::{Context, Result};
@@ -136,6 +138,16 @@ pub enum Command {
     },
     /// Print the features this build of kraal supports, as JSON.
     Features,
+    /// Change the resource limits of a running container.
+    Update(cgroups::UpdateArgs),
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Print resource statistics and OOM events of a container.
+    Events(cgroups::EventsArgs),
+    /// List the processes of a container.
+    Ps(cgroups::PsArgs),
 }
 
 fn version() -> String {
@@ -204,6 +216,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Spec { bundle, rootless } => container::write_spec(&bundle, rootless)?,
+        Command::Update(a) => cgroups::update(&root, &a)?,
+        Command::Pause { id } => cgroups::pause(&root, &id)?,
+        Command::Resume { id } => cgroups::resume(&root, &id)?,
+        Command::Events(a) => cgroups::events(&root, &a)?,
+        Command::Ps(a) => cgroups::ps(&root, &a)?,
         Command::Features => {
             let v = crate::features::features();
             println!(

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, integration tests with real containers, and the
+# leak check. Run as root on a Debian 12 machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash contrib/deps.sh
+cargo build --release
+cargo test -- --test-threads=4
