@@ -586,16 +586,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 }
 
 fn destroy(dir: Dir, s: &Saved) -> Result<()> {
+    // Moved net devices are not moved back: runtime-spec 1.3 forbids it; the kernel
+    // returns physical devices to the host when the namespace dies.
     let alive = state::process_alive(s.pid, s.init_start);
-    if alive && !s.net_devices.is_empty() {
-        if let Ok(ns) = std::fs::File::open(format!("/proc/{}/ns/net", s.pid)) {
-            for m in &s.net_devices {
-                if let Err(e) = netdev::move_back(ns.as_fd(), m) {
-                    crate::logging::warn(&format!("{e:#}"));
-                }
-            }
-        }
-    }
     if alive {
         if let Ok(pfd) = sys::pidfd_open(s.pid) {
             if state::process_alive(s.pid, s.init_start) {

@@ -77,13 +77,15 @@ impl Plan {
             .as_ref()
             .and_then(|l| l.namespaces().clone())
             .unwrap_or_default();
-        let user_joined = nss
-            .iter()
-            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+        let user_joined = nss.iter().any(|n| {
+            n.typ() == LinuxNamespaceType::User
+                && n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty())
+        });
         for (i, ns) in nss.iter().enumerate() {
             let t = ns.typ();
             let f = flag(t);
-            if let Some(path) = ns.path() {
+            // An empty path means "create", as runc reads it.
+            if let Some(path) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
                 let file = std::fs::File::open(path).with_context(|| {
                     format!(
                         "linux.namespaces[{i}] ({}): open {}",

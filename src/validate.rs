@@ -133,7 +133,7 @@ fn check_required_numbers(raw: &Value) -> Result<()> {
                 continue;
             }
             for field in ["major", "minor"] {
-                if device.get(field).map_or(true, Value::is_null) {
+                if device.get(field).is_none_or(Value::is_null) {
                     bail!("linux.devices[{i}].{field}: required for device type {typ:?}");
                 }
             }
@@ -142,7 +142,7 @@ fn check_required_numbers(raw: &Value) -> Result<()> {
     if let Some(rlimits) = raw.pointer("/process/rlimits").and_then(Value::as_array) {
         for (i, rlimit) in rlimits.iter().enumerate() {
             for field in ["soft", "hard"] {
-                if rlimit.get(field).map_or(true, Value::is_null) {
+                if rlimit.get(field).is_none_or(Value::is_null) {
                     bail!("process.rlimits[{i}].{field}: required");
                 }
             }
@@ -700,7 +700,7 @@ fn check_mount(
         if mount
             .source()
             .as_ref()
-            .map_or(true, |s| s.as_os_str().is_empty())
+            .is_none_or(|s| s.as_os_str().is_empty())
         {
             bail!("{field}.source: required for a bind mount");
         }
