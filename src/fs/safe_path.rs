@@ -50,19 +50,51 @@ pub fn open_nofollow(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// mkdir -p inside `root`; returns an O_PATH fd of the final directory.
+///
+/// A symlink on the way (dangling ones included) is followed as if `root` were `/`,
+/// and the directories it points to are created inside the root, never outside.
 pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-    let rel = relative(path);
-    let mut cur = root.try_clone_to_owned()?;
-    let mut done = PathBuf::new();
-    for comp in rel.components() {
-        done.push(comp);
-        match open(root, &done, libc::O_PATH | libc::O_DIRECTORY) {
-            Ok(fd) => cur = fd,
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let mut todo: VecDeque<OsString> = relative(path).iter().map(|c| c.to_os_string()).collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(comp) = todo.pop_front() {
+        if comp == ".." {
+            cur.pop();
+            continue;
+        }
+        let cand = cur.join(&comp);
+        match open(root, &cand, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => {
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut st) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                match st.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR => cur = cand,
+                    libc::S_IFLNK => {
+                        links += 1;
+                        if links > 40 {
+                            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                        }
+                        let target = readlink_fd(fd.as_fd())?;
+                        if target.is_absolute() {
+                            cur = PathBuf::new();
+                        }
+                        for c in relative(&target).iter().rev() {
+                            todo.push_front(c.to_os_string());
+                        }
+                    }
+                    _ => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+                }
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let name = CString::new(comp.as_os_str().as_bytes())
+                let dir = open(root, &cur, libc::O_PATH | libc::O_DIRECTORY)?;
+                let name = CString::new(comp.as_bytes())
                     .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
                 let r = unsafe {
-                    libc::mkdirat(std::os::fd::AsRawFd::as_raw_fd(&cur), name.as_ptr(), mode)
+                    libc::mkdirat(std::os::fd::AsRawFd::as_raw_fd(&dir), name.as_ptr(), mode)
                 };
                 if r < 0 {
                     let e = io::Error::last_os_error();
@@ -70,13 +102,32 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
                         return Err(e);
                     }
                 }
-                // Look it up again from the root: whatever is there now is confined too.
-                cur = open(root, &done, libc::O_PATH | libc::O_DIRECTORY)?;
+                // Look at it again: whatever is there now (even a racing symlink) is
+                // resolved inside the root on the next round.
+                todo.push_front(comp);
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(cur)
+    open(root, &cur, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+fn readlink_fd(fd: BorrowedFd) -> io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let n = unsafe {
+        libc::readlinkat(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
 }
 
 /// Creates an empty regular file (and its parents) inside `root` if nothing is
