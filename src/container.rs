@@ -4,6 +4,7 @@
 //! take a bundle to an init blocked before exec, and undoes them all on failure.
 
 use crate::cgroups::{self, Cgroup};
+use crate::hooks;
 use crate::mounts;
 use crate::namespaces;
 use crate::netdev;
@@ -130,6 +131,8 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let mut plan = build_plan(&spec, &bundle, o, cg_view)?;
     plan.fifo = fifo.as_raw_fd();
 
+    let annotations: BTreeMap<String, String> =
+        spec.annotations().clone().map(|a| a.into_iter().collect()).unwrap_or_default();
     let (mut pid, chan) = spawn::spawn(&plan, &[lock_fd])?;
     undo.child = Some(pid);
     if plan.ns.new_userns {
@@ -150,7 +153,14 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 chan.send(&Msg::Go).context("sync: send Go to the init")?;
             }
             Some(Msg::CreateHooks) => {
-                chan.send(&Msg::HooksDone).context("sync: send HooksDone")?;
+                let st = hooks::state_json(spec.version(), &o.id, "creating", pid, &bundle, &annotations);
+                if let Some(h) = spec.hooks() {
+                    // Deprecated, but still run, right before createRuntime as runc does.
+                    #[allow(deprecated)]
+                    hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &st)?;
+                    hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &st)?;
+                }
+                chan.send(&Msg::HooksDone(st)).context("sync: send HooksDone")?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(anyhow!(e)),
@@ -174,14 +184,11 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         bundle: bundle.clone(),
         rootfs: plan.rootfs.rootfs.clone(),
         created: crate::timefmt::rfc3339_nano(SystemTime::now()),
-        annotations: spec
-            .annotations()
-            .clone()
-            .map(|a| a.into_iter().collect())
-            .unwrap_or_default(),
+        annotations,
         cgroup_dirs: cg_dirs,
         own_pidns: plan.ns.new_pidns,
         net_devices: moved,
+        config: Some(spec.clone()),
     };
     if let Some(d) = &undo.dir {
         d.save(&saved)?;
@@ -373,10 +380,28 @@ fn build_plan(
         env,
         path_env,
         no_new_keyring: o.no_new_keyring,
-        create_hooks: false,
+        create_hooks: hook_list(spec, |h| h.create_runtime()).len()
+            + hook_list(spec, |h| h.create_container()).len()
+            + hook_list(spec, |h| h.start_container()).len()
+            + prestart_hooks(spec).len()
+            > 0,
+        create_container_hooks: hook_list(spec, |h| h.create_container()),
+        start_container_hooks: hook_list(spec, |h| h.start_container()),
         keep_fds: 3 + listen + o.preserve_fds,
         fifo: -1,
     })
+}
+
+fn hook_list(
+    spec: &Spec,
+    f: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
+) -> Vec<oci_spec::runtime::Hook> {
+    spec.hooks().as_ref().and_then(|h| f(h).clone()).unwrap_or_default()
+}
+
+#[allow(deprecated)]
+fn prestart_hooks(spec: &Spec) -> Vec<oci_spec::runtime::Hook> {
+    hook_list(spec, |h| h.prestart())
 }
 
 /// Socket-activation fds handed to kraal (LISTEN_FDS for our pid) pass through.
@@ -480,6 +505,19 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    if let Some(spec) = &saved.config {
+        let post = hook_list(spec, |h| h.poststart());
+        if !post.is_empty() {
+            let st = hooks::state_json(&saved.oci_version, id, "running", saved.pid, &saved.bundle, &saved.annotations);
+            // runtime-spec 1.3: a failing poststart hook stops the container.
+            if let Err(e) = hooks::run_all("poststart", &post, &st) {
+                if let Ok(pfd) = sys::pidfd_open(saved.pid) {
+                    let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
+                }
+                return Err(e);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -613,6 +651,16 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+    if let Some(spec) = &s.config {
+        let post = hook_list(spec, |h| h.poststop());
+        if !post.is_empty() {
+            let st = hooks::state_json(&s.oci_version, &s.id, "stopped", 0, &s.bundle, &s.annotations);
+            // A failing poststop hook is only a warning: the container is gone anyway.
+            if let Err(e) = hooks::run_all("poststop", &post, &st) {
+                crate::logging::warn(&format!("{e:#}"));
+            }
+        }
     }
     dir.remove()
 }

@@ -64,6 +64,9 @@ pub struct Saved {
     pub own_pidns: bool,
     #[serde(default)]
     pub net_devices: Vec<crate::netdev::MovedDevice>,
+    /// The config the container was created from (hooks, process for exec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<oci_spec::runtime::Spec>,
 }
 
 /// Validates a container id as runc does; it becomes a directory name.

@@ -36,8 +36,11 @@ pub struct Plan {
     /// PATH from the process env, to find args[0] inside the container.
     pub path_env: String,
     pub no_new_keyring: bool,
-    /// Ask the runtime to run createRuntime hooks before pivot_root.
+    /// Ask the runtime to run prestart/createRuntime hooks before pivot_root.
     pub create_hooks: bool,
+    /// Run in the container's namespaces: before pivot_root, and after `start`.
+    pub create_container_hooks: Vec<oci_spec::runtime::Hook>,
+    pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// fds below this number reach the container (stdio, LISTEN_FDS, --preserve-fds).
     pub keep_fds: u32,
     /// The O_PATH fd of exec.fifo.
@@ -81,13 +84,17 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     let host_proc =
         sys::openat(None, c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0).context("open /proc")?;
 
+    // The runtime-spec state for hooks run from here, sent by the runtime.
+    let mut state: Vec<u8> = Vec::new();
     if p.ns.has_mntns() {
         let root = rootfs::prepare(&p.rootfs)?;
         if p.create_hooks {
-            chan.send(&Msg::CreateHooks)
-                .context("sync: request createRuntime hooks")?;
-            chan.expect(&Msg::HooksDone)
-                .context("createRuntime hooks")?;
+            chan.send(&Msg::CreateHooks).context("sync: request createRuntime hooks")?;
+            match chan.recv().context("sync: wait for createRuntime hooks")? {
+                Some(Msg::HooksDone(s)) => state = s,
+                _ => bail!("createRuntime hooks failed"),
+            }
+            crate::hooks::run_all("createContainer", &p.create_container_hooks, &state)?;
         }
         rootfs::pivot(&p.rootfs, &root)?;
         drop(root);
@@ -124,6 +131,10 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
 
     chan.send(&Msg::Ready).context("sync: send Ready")?;
     wait_for_start(host_proc, p.fifo)?;
+    if !p.start_container_hooks.is_empty() {
+        let state = start_state(&state);
+        crate::hooks::run_all("startContainer", &p.start_container_hooks, &state)?;
+    }
 
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
@@ -134,6 +145,18 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
     exec(&exe, &p.args, &p.env)
+}
+
+/// The hook state after `start`: the user process is about to be exec'd, so the
+/// container is still `created`.
+fn start_state(create_state: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(create_state) {
+        Ok(mut v) => {
+            v["status"] = "created".into();
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        Err(_) => create_state.to_vec(),
+    }
 }
 
 fn become_root_in_userns() -> Result<()> {

@@ -5,7 +5,7 @@
 //! | runtime | `Go`          | cgroups joined, id maps written, net devices moved        |
 //! | init    | `Pid(p)`      | the namespaces needed a second fork; `p` is the real init |
 //! | init    | `CreateHooks` | namespaces and mounts are ready: run createRuntime hooks  |
-//! | runtime | `HooksDone`   | createRuntime hooks succeeded                             |
+//! | runtime | `HooksDone(s)`| createRuntime hooks succeeded; `s` is the state for hooks |
 //! | init    | `Ready`       | set up, now blocked on exec.fifo until `start`            |
 //! | init    | `Error(text)` | setup failed; the text is the whole error chain           |
 //!
@@ -19,7 +19,7 @@ pub enum Msg {
     Go,
     Pid(i32),
     CreateHooks,
-    HooksDone,
+    HooksDone(Vec<u8>),
     Ready,
     Error(String),
 }
@@ -34,7 +34,11 @@ impl Msg {
                 v
             }
             Msg::CreateHooks => vec![3],
-            Msg::HooksDone => vec![4],
+            Msg::HooksDone(s) => {
+                let mut v = vec![4];
+                v.extend_from_slice(s);
+                v
+            }
             Msg::Ready => vec![5],
             Msg::Error(s) => {
                 let mut v = vec![6];
@@ -57,7 +61,7 @@ impl Msg {
                 b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
             )),
             3 => Msg::CreateHooks,
-            4 => Msg::HooksDone,
+            4 => Msg::HooksDone(b[1..].to_vec()),
             5 => Msg::Ready,
             6 => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
@@ -69,7 +73,7 @@ impl Msg {
             Msg::Go => "Go",
             Msg::Pid(_) => "Pid",
             Msg::CreateHooks => "CreateHooks",
-            Msg::HooksDone => "HooksDone",
+            Msg::HooksDone(_) => "HooksDone",
             Msg::Ready => "Ready",
             Msg::Error(_) => "Error",
         }
@@ -180,7 +184,7 @@ mod tests {
             Msg::Go,
             Msg::Pid(4242),
             Msg::CreateHooks,
-            Msg::HooksDone,
+            Msg::HooksDone(b"{}".to_vec()),
             Msg::Ready,
             Msg::Error("mount /proc: EPERM".into()),
         ] {

@@ -1,0 +1,150 @@
+//! Lifecycle hooks (runtime-spec config.md "POSIX-platform Hooks"): running one hook
+//! with the container state on stdin, its args and env, and its timeout enforced.
+//!
+//! Where and when each kind runs is decided by the lifecycle code; this module only
+//! runs a list and reports the first failure with the hook's own output.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::Hook;
+use std::io::{Read, Seek, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The runtime-spec state document handed to hooks on stdin.
+pub fn state_json(
+    oci_version: &str,
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &std::path::Path,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Vec<u8> {
+    let mut v = serde_json::json!({
+        "ociVersion": oci_version,
+        "id": id,
+        "status": status,
+        "bundle": bundle.to_string_lossy(),
+    });
+    if status != "stopped" {
+        v["pid"] = pid.into();
+    }
+    if !annotations.is_empty() {
+        v["annotations"] = serde_json::to_value(annotations).unwrap_or_default();
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Runs `hooks` in order; the first failure is returned, naming `kind[i]` and path.
+pub fn run_all(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<()> {
+    for (i, h) in hooks.iter().enumerate() {
+        run_one(h, state).with_context(|| format!("{kind}[{i}] hook {}", h.path().display()))?;
+    }
+    Ok(())
+}
+
+fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
+    let mut cmd = Command::new(h.path());
+    let args = h.args().clone().unwrap_or_default();
+    if let Some(a0) = args.first() {
+        cmd.arg0(a0);
+    }
+    cmd.args(args.iter().skip(1));
+    cmd.env_clear();
+    for e in h.env().as_deref().unwrap_or(&[]) {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    // Output goes to an anonymous file: a pipe could fill up and block the hook.
+    let out = memfd("kraal-hook")?;
+    cmd.stdin(Stdio::piped())
+        .stdout(out.try_clone().context("dup hook output")?)
+        .stderr(out.try_clone().context("dup hook output")?);
+    let mut child = cmd.spawn().context("start")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that ignores its stdin closes the pipe early: that is not an error.
+        let _ = stdin.write_all(state);
+    }
+    let deadline = h.timeout().map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+    let status = loop {
+        if let Some(s) = child.try_wait().context("wait")? {
+            break s;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {}s and was killed", h.timeout().unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    if !status.success() {
+        let mut text = String::new();
+        let mut f = out;
+        let _ = f.rewind();
+        let _ = f.take(4096).read_to_string(&mut text);
+        let how = match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exit status {c}"),
+            (_, Some(s)) => format!("killed by signal {s}"),
+            _ => "failed".to_string(),
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            bail!("{how}");
+        }
+        bail!("{how}: {text}");
+    }
+    Ok(())
+}
+
+fn memfd(name: &str) -> Result<std::fs::File> {
+    let c = std::ffi::CString::new(name).context("memfd name")?;
+    let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("memfd_create");
+    }
+    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn state_on_stdin_args_and_env() {
+        let dir = std::env::temp_dir().join(format!("kraal-hooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; echo \" $0 $1 $FOO\" >> {0}","x","y"],"env":["FOO=bar"]}}"#,
+            out.display()
+        ));
+        let st = state_json("1.3.0", "c1", "creating", 42, std::path::Path::new("/b"), &Default::default());
+        run_all("createRuntime", &[h], &st).unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.starts_with(r#"{"bundle":"/b","id":"c1","ociVersion":"1.3.0","pid":42,"status":"creating"}"#), "{got}");
+        assert!(got.ends_with(" x y bar\n"), "{got}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failure_names_the_hook_and_carries_its_output() {
+        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo boom >&2; exit 7"]}"#);
+        let e = run_all("prestart", &[h], b"{}").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("prestart[0] hook /bin/sh: exit status 7: boom"), "{msg}");
+    }
+
+    #[test]
+    fn timeout_kills_the_hook() {
+        let h = hook(r#"{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}"#);
+        let t = Instant::now();
+        let e = run_all("poststart", &[h], b"{}").unwrap_err();
+        assert!(format!("{e:#}").contains("timed out after 1s"));
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+}
