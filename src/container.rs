@@ -325,6 +325,7 @@ fn build_plan(
         args.push(cstring(&format!("process.args[{i}]"), a.as_bytes())?);
     }
     let u = process.user();
+    let last_cap = crate::capabilities::last_cap();
     let hostname = spec
         .hostname()
         .as_ref()
@@ -375,6 +376,10 @@ fn build_plan(
             additional_gids: u.additional_gids().clone().unwrap_or_default(),
             umask: u.umask(),
         },
+        caps: crate::capabilities::from_spec(process.capabilities().as_ref(), last_cap)?,
+        last_cap,
+        rlimits: rlimits(process)?,
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
         cwd: process.cwd().clone(),
         args,
         env,
@@ -390,6 +395,35 @@ fn build_plan(
         keep_fds: 3 + listen + o.preserve_fds,
         fifo: -1,
     })
+}
+
+fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>> {
+    let mut out = Vec::new();
+    for (i, r) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
+        let name = serde_json::to_value(r.typ()).context("encode rlimit type")?;
+        let name = name.as_str().unwrap_or_default();
+        let res = match name {
+            "RLIMIT_AS" => libc::RLIMIT_AS,
+            "RLIMIT_CORE" => libc::RLIMIT_CORE,
+            "RLIMIT_CPU" => libc::RLIMIT_CPU,
+            "RLIMIT_DATA" => libc::RLIMIT_DATA,
+            "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+            "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+            "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+            "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+            "RLIMIT_NICE" => libc::RLIMIT_NICE,
+            "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+            "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+            "RLIMIT_RSS" => libc::RLIMIT_RSS,
+            "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+            "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+            "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+            "RLIMIT_STACK" => libc::RLIMIT_STACK,
+            other => bail!("process.rlimits[{i}].type: unknown rlimit {other:?}"),
+        };
+        out.push((res, r.soft(), r.hard()));
+    }
+    Ok(out)
 }
 
 fn hook_list(

@@ -3,6 +3,7 @@
 //! The library holds the whole runtime; `main.rs` only parses the command line
 //! and maps errors to exit codes.
 
+pub mod capabilities;
 pub mod cgroups;
 pub mod cli;
 pub mod container;

@@ -30,6 +30,11 @@ pub struct Plan {
     pub domainname: Option<CString>,
     pub oom_score_adj: Option<i32>,
     pub user: User,
+    pub caps: crate::capabilities::Sets,
+    pub last_cap: u32,
+    /// (resource, soft, hard) for setrlimit.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub no_new_privs: bool,
     pub cwd: PathBuf,
     pub args: Vec<CString>,
     pub env: Vec<CString>,
@@ -55,7 +60,10 @@ pub fn run(plan: &Plan, chan: &Channel) -> ! {
         Ok(Err(e)) => format!("{e:#}"),
         Err(_) => "container init panicked".to_string(),
     };
-    let _ = chan.send(&Msg::Error(msg));
+    // Past `Ready` nobody reads the channel: then the container's stderr is the place.
+    if chan.send(&Msg::Error(msg.clone())).is_err() {
+        eprintln!("kraal: {msg}");
+    }
     unsafe { libc::_exit(1) }
 }
 
@@ -115,8 +123,18 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring()?;
     }
 
+    for &(res, soft, hard) in &p.rlimits {
+        let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        if unsafe { libc::setrlimit(res as _, &l) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("process.rlimits: setrlimit({res}, {soft}, {hard})"));
+        }
+    }
+
     let chdir_first = chdir(&p.cwd);
+    crate::capabilities::before_setuid(&p.caps, p.last_cap)?;
     set_user(&p.user)?;
+    crate::capabilities::after_setuid(&p.caps)?;
     if let Err(e) = chdir_first {
         if !matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
             return Err(e).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()));
@@ -144,6 +162,9 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
+    if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+    }
     exec(&exe, &p.args, &p.env)
 }
 
