@@ -8,12 +8,14 @@ use crate::hooks;
 use crate::mounts;
 use crate::namespaces;
 use crate::netdev;
-use crate::process::init::{self, User};
+use crate::process::finish::Process;
+use crate::process::init;
 use crate::process::spawn;
 use crate::process::sync::Msg;
 use crate::rootfs;
 use crate::state::{self, Dir, Saved, Status};
 use crate::sys;
+use crate::tty;
 use crate::validate;
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{LinuxDeviceType, Spec};
@@ -34,6 +36,8 @@ pub struct CreateOpts {
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// `run` without --detach: kraal stays and can proxy a terminal itself.
+    pub foreground: bool,
 }
 
 /// Undoes a half-made container; disarmed once `create` succeeds.
@@ -86,6 +90,8 @@ fn wait_exit(pid: libc::pid_t) -> Option<i32> {
 /// What a successful `create` leaves: the init's pid, blocked on exec.fifo.
 pub struct Created {
     pub pid: libc::pid_t,
+    /// The pty master when kraal itself must proxy the terminal.
+    pub pty: Option<OwnedFd>,
 }
 
 pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
@@ -94,17 +100,12 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let spec = validate::load(&bundle)?;
     validate::validate(&spec, &bundle)?;
-    if o.console_socket.is_some() {
-        bail!("--console-socket: terminals are not supported yet");
-    }
-    if spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false)
-    {
-        bail!("process.terminal: terminals are not supported yet; set it to false");
-    }
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    tty::check_flags(terminal, !o.foreground, o.console_socket.is_some())?;
+    let console = match &o.console_socket {
+        Some(p) if terminal => Some(tty::connect_console_socket(p)?),
+        _ => None,
+    };
 
     let dir = Dir::create(root, &o.id)?;
     let mut undo = Undo {
@@ -130,6 +131,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let fifo = make_fifo(&dir_path.join(state::FIFO))?;
     let mut plan = build_plan(&spec, &bundle, o, cg_view)?;
     plan.fifo = fifo.as_raw_fd();
+    plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
 
     let annotations: BTreeMap<String, String> =
         spec.annotations().clone().map(|a| a.into_iter().collect()).unwrap_or_default();
@@ -141,6 +143,8 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     if let Some(cg) = &undo.cgroup {
         cg.add(pid)?;
     }
+    drop(console);
+    let mut pty = None;
     let moved = move_net_devices(pid, &spec)?;
     chan.send(&Msg::Go).context("sync: send Go to the init")?;
     loop {
@@ -162,6 +166,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 }
                 chan.send(&Msg::HooksDone(st)).context("sync: send HooksDone")?;
             }
+            Some(Msg::Pty) => pty = chan.take_fd(),
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(anyhow!(e)),
             Some(m) => bail!("sync: unexpected message {m:?} from the init"),
@@ -201,7 +206,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     undo.child = None;
     undo.cgroup = None;
     undo.dir = None;
-    Ok(Created { pid })
+    Ok(Created { pid, pty })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -304,28 +309,13 @@ fn build_plan(
     sysctl.sort();
     let new_cgroupns = ns.new_cgroupns;
 
-    let mut env = Vec::new();
-    let mut path_env = String::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for (i, e) in process.env().as_deref().unwrap_or(&[]).iter().enumerate() {
-        if let Some(p) = e.strip_prefix("PATH=") {
-            path_env = p.to_string();
-        }
-        env.push(cstring(&format!("process.env[{i}]"), e.as_bytes())?);
-    }
     let listen = listen_fds();
-    if listen > 0 {
-        env.push(cstring(
-            "LISTEN_FDS",
-            format!("LISTEN_FDS={listen}").as_bytes(),
-        )?);
-        env.push(cstring("LISTEN_PID", b"LISTEN_PID=1")?);
-    }
-    let mut args = Vec::new();
-    for (i, a) in process.args().as_deref().unwrap_or(&[]).iter().enumerate() {
-        args.push(cstring(&format!("process.args[{i}]"), a.as_bytes())?);
-    }
-    let u = process.user();
-    let last_cap = crate::capabilities::last_cap();
+    let listen_env = if listen > 0 {
+        vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".to_string()]
+    } else {
+        Vec::new()
+    };
+    let process = Process::from_spec(process, 3 + listen + o.preserve_fds, &listen_env)?;
     let hostname = spec
         .hostname()
         .as_ref()
@@ -369,21 +359,9 @@ fn build_plan(
         ns,
         hostname,
         domainname,
-        oom_score_adj: process.oom_score_adj(),
-        user: User {
-            uid: u.uid(),
-            gid: u.gid(),
-            additional_gids: u.additional_gids().clone().unwrap_or_default(),
-            umask: u.umask(),
-        },
-        caps: crate::capabilities::from_spec(process.capabilities().as_ref(), last_cap)?,
-        last_cap,
-        rlimits: rlimits(process)?,
-        no_new_privs: process.no_new_privileges().unwrap_or(false),
-        cwd: process.cwd().clone(),
-        args,
-        env,
-        path_env,
+        oom_score_adj: spec.process().as_ref().and_then(|p| p.oom_score_adj()),
+        process,
+        console_socket: None,
         no_new_keyring: o.no_new_keyring,
         create_hooks: hook_list(spec, |h| h.create_runtime()).len()
             + hook_list(spec, |h| h.create_container()).len()
@@ -392,38 +370,8 @@ fn build_plan(
             > 0,
         create_container_hooks: hook_list(spec, |h| h.create_container()),
         start_container_hooks: hook_list(spec, |h| h.start_container()),
-        keep_fds: 3 + listen + o.preserve_fds,
         fifo: -1,
     })
-}
-
-fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>> {
-    let mut out = Vec::new();
-    for (i, r) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
-        let name = serde_json::to_value(r.typ()).context("encode rlimit type")?;
-        let name = name.as_str().unwrap_or_default();
-        let res = match name {
-            "RLIMIT_AS" => libc::RLIMIT_AS,
-            "RLIMIT_CORE" => libc::RLIMIT_CORE,
-            "RLIMIT_CPU" => libc::RLIMIT_CPU,
-            "RLIMIT_DATA" => libc::RLIMIT_DATA,
-            "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-            "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-            "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-            "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-            "RLIMIT_NICE" => libc::RLIMIT_NICE,
-            "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-            "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-            "RLIMIT_RSS" => libc::RLIMIT_RSS,
-            "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-            "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-            "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-            "RLIMIT_STACK" => libc::RLIMIT_STACK,
-            other => bail!("process.rlimits[{i}].type: unknown rlimit {other:?}"),
-        };
-        out.push((res, r.soft(), r.hard()));
-    }
-    Ok(out)
 }
 
 fn hook_list(
@@ -566,6 +514,7 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32>
             libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old_mask);
         }
     }
+    let o = &CreateOpts { foreground: !detach, ..o.clone() };
     let created = create(root, o)?;
     if let Err(e) = start(root, &o.id) {
         let _ = delete(root, &o.id, true);
@@ -574,7 +523,7 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32>
     if detach {
         return Ok(0);
     }
-    let status = wait_forwarding(created.pid);
+    let status = wait_forwarding(created.pid, created.pty.map(tty::Proxy::new));
     if !keep {
         delete(root, &o.id, true)?;
     }
@@ -582,30 +531,60 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32>
     Ok(status)
 }
 
-/// Waits for the init, forwarding every blocked signal to it; returns its exit code
-/// (128+signal when killed), as a shell would report it.
-fn wait_forwarding(pid: libc::pid_t) -> i32 {
+/// Waits for the process, forwarding every blocked signal to it and proxying its
+/// terminal if kraal holds one; returns its exit code (128+signal when killed), as a
+/// shell would report it.
+pub fn wait_forwarding(pid: libc::pid_t, proxy: Option<tty::Proxy>) -> i32 {
     let set = crate::signals::forwarded();
+    let mut stdin_open = true;
+    let mut pty_open = proxy.is_some();
+    let handle = |sig: i32| match sig {
+        libc::SIGCHLD => {}
+        libc::SIGWINCH if proxy.is_some() => {
+            if let Some(p) = &proxy {
+                p.resize()
+            }
+        }
+        s => unsafe {
+            libc::kill(pid, s);
+        },
+    };
     loop {
         let mut status = 0;
         loop {
             let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if r == pid {
+            if r == pid && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
+                if let Some(p) = &proxy {
+                    p.drain();
+                }
                 if libc::WIFEXITED(status) {
                     return libc::WEXITSTATUS(status);
                 }
-                if libc::WIFSIGNALED(status) {
-                    return 128 + libc::WTERMSIG(status);
-                }
+                return 128 + libc::WTERMSIG(status);
             }
             if r <= 0 {
                 break;
             }
         }
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
-        if sig > 0 && sig != libc::SIGCHLD {
-            unsafe { libc::kill(pid, sig) };
+        match &proxy {
+            Some(p) if pty_open => {
+                pty_open = p.pump(&mut stdin_open);
+                let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                loop {
+                    let sig = unsafe { libc::sigtimedwait(&set, &mut info, &now) };
+                    if sig <= 0 {
+                        break;
+                    }
+                    handle(sig);
+                }
+            }
+            _ => {
+                let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
+                if sig > 0 {
+                    handle(sig);
+                }
+            }
         }
     }
 }

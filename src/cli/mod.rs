@@ -78,6 +78,7 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
+            foreground: false,
         }
     }
 }

@@ -4,22 +4,16 @@
 //! Everything it needs was prepared by the runtime before the fork (paths opened,
 //! strings converted), so this code does syscalls, not parsing.
 
+use crate::fs::safe_path;
 use crate::namespaces;
+use crate::process::finish::{self, become_process, Process};
 use crate::process::sync::{Channel, Msg};
+use crate::tty;
 use crate::rootfs;
 use crate::sys;
 use anyhow::{bail, Context, Result};
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
-
-#[derive(Debug, Default, Clone)]
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    pub umask: Option<u32>,
-}
 
 /// Everything the init needs, computed by the runtime before the fork.
 #[derive(Default)]
@@ -29,25 +23,15 @@ pub struct Plan {
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
     pub oom_score_adj: Option<i32>,
-    pub user: User,
-    pub caps: crate::capabilities::Sets,
-    pub last_cap: u32,
-    /// (resource, soft, hard) for setrlimit.
-    pub rlimits: Vec<(u32, u64, u64)>,
-    pub no_new_privs: bool,
-    pub cwd: PathBuf,
-    pub args: Vec<CString>,
-    pub env: Vec<CString>,
-    /// PATH from the process env, to find args[0] inside the container.
-    pub path_env: String,
+    pub process: Process,
+    /// A connected `--console-socket` to send the pty master to.
+    pub console_socket: Option<RawFd>,
     pub no_new_keyring: bool,
     /// Ask the runtime to run prestart/createRuntime hooks before pivot_root.
     pub create_hooks: bool,
     /// Run in the container's namespaces: before pivot_root, and after `start`.
     pub create_container_hooks: Vec<oci_spec::runtime::Hook>,
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
-    /// fds below this number reach the container (stdio, LISTEN_FDS, --preserve-fds).
-    pub keep_fds: u32,
     /// The O_PATH fd of exec.fifo.
     pub fifo: RawFd,
 }
@@ -106,6 +90,9 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         }
         rootfs::pivot(&p.rootfs, &root)?;
         drop(root);
+        if p.process.terminal {
+            setup_terminal(p, chan)?;
+        }
         rootfs::finish(&p.rootfs)?;
     }
 
@@ -123,29 +110,7 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring()?;
     }
 
-    for &(res, soft, hard) in &p.rlimits {
-        let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
-        if unsafe { libc::setrlimit(res as _, &l) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("process.rlimits: setrlimit({res}, {soft}, {hard})"));
-        }
-    }
-
-    let chdir_first = chdir(&p.cwd);
-    crate::capabilities::before_setuid(&p.caps, p.last_cap)?;
-    set_user(&p.user)?;
-    crate::capabilities::after_setuid(&p.caps)?;
-    if let Err(e) = chdir_first {
-        if !matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-            return Err(e).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()));
-        }
-        chdir(&p.cwd).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()))?;
-    }
-    check_cwd()?;
-    if let Some(m) = p.user.umask {
-        unsafe { libc::umask(m as libc::mode_t) };
-    }
-    let exe = find_executable(p)?;
+    let exe = become_process(&p.process)?;
 
     chan.send(&Msg::Ready).context("sync: send Ready")?;
     wait_for_start(host_proc, p.fifo)?;
@@ -154,18 +119,32 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         crate::hooks::run_all("startContainer", &p.start_container_hooks, &state)?;
     }
 
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        // The Rust runtime ignores SIGPIPE; an ignored signal would survive exec.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    finish::exec(&p.process, &exe)
+}
+
+/// A pty from the container's own devpts becomes the init's controlling terminal
+/// and /dev/console; its master goes to the console socket, or to the runtime.
+fn setup_terminal(p: &Plan, chan: &Channel) -> Result<()> {
+    let (master, slave) = tty::open_pty(c"/dev/ptmx").context("process.terminal: allocate a pty")?;
+    if let Some((rows, cols)) = p.process.console_size {
+        tty::set_size(master.as_fd(), rows, cols)?;
     }
-    sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
-    if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+    let root = sys::openat(None, c"/", libc::O_PATH | libc::O_DIRECTORY, 0).context("open /")?;
+    // CVE-2025-52565: bind the pty through fds, never through a path the image controls.
+    let console = safe_path::create_file(root.as_fd(), std::path::Path::new("dev/console"), 0o600)
+        .context("create /dev/console")?;
+    sys::mount(Some(&sys::fd_path(slave.as_fd())), &sys::fd_path(console.as_fd()), None, libc::MS_BIND, None)
+        .context("bind the pty onto /dev/console")?;
+    tty::become_session_leader(slave.as_fd())?;
+    match p.console_socket {
+        Some(fd) => {
+            let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            tty::send_fd(sock, master.as_fd(), b"/dev/ptmx").context("--console-socket: send the pty master")?;
+            unsafe { libc::close(fd) };
+        }
+        None => chan.send_pty(master.as_fd()).context("sync: send the pty master")?,
     }
-    exec(&exe, &p.args, &p.env)
+    Ok(())
 }
 
 /// The hook state after `start`: the user process is about to be exec'd, so the
@@ -229,88 +208,6 @@ fn join_session_keyring() -> Result<()> {
     Ok(())
 }
 
-fn chdir(p: &std::path::Path) -> std::io::Result<()> {
-    let c = sys::cstr(p)?;
-    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// CVE-2024-21626: a cwd outside the container's root shows as "(unreachable)".
-fn check_cwd() -> Result<()> {
-    let cwd = std::env::current_dir().context("getcwd")?;
-    if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
-        bail!(
-            "process.cwd: the working directory {} is outside the container",
-            cwd.display()
-        );
-    }
-    Ok(())
-}
-
-fn set_user(u: &User) -> Result<()> {
-    let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
-        .unwrap_or(true);
-    if setgroups_allowed {
-        let gids: Vec<libc::gid_t> = u.additional_gids.clone();
-        if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("process.user.additionalGids: setgroups");
-        }
-    } else if !u.additional_gids.is_empty() {
-        bail!("process.user.additionalGids: setgroups is denied in this user namespace");
-    }
-    if unsafe { libc::setresgid(u.gid, u.gid, u.gid) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("process.user.gid: setresgid {}", u.gid));
-    }
-    if unsafe { libc::setresuid(u.uid, u.uid, u.uid) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("process.user.uid: setresuid {}", u.uid));
-    }
-    Ok(())
-}
-
-fn executable(path: &CStr) -> bool {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let found = unsafe { libc::stat(path.as_ptr(), &mut st) } == 0;
-    found
-        && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
-        && unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0
-}
-
-/// Resolves args[0] as execvp would, with the container's PATH, before `Ready`, so a
-/// missing binary fails `create` rather than leaving a container that cannot start.
-fn find_executable(p: &Plan) -> Result<CString> {
-    let Some(arg0) = p.args.first() else {
-        bail!("process.args: must not be empty")
-    };
-    let a = arg0.to_bytes();
-    if a.contains(&b'/') {
-        if executable(arg0) {
-            return Ok(arg0.clone());
-        }
-        bail!("process.args[0]: exec: {:?}: no such executable file", arg0);
-    }
-    for dir in p.path_env.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        let mut cand = dir.as_bytes().to_vec();
-        cand.push(b'/');
-        cand.extend_from_slice(a);
-        if let Ok(c) = CString::new(cand) {
-            if executable(&c) {
-                return Ok(c);
-            }
-        }
-    }
-    bail!(
-        "process.args[0]: exec: {:?}: executable file not found in $PATH",
-        arg0
-    )
-}
-
 /// Blocks until `kraal start` opens exec.fifo for reading.
 fn wait_for_start(host_proc: OwnedFd, fifo: RawFd) -> Result<()> {
     let rel = CString::new(format!("self/fd/{fifo}")).context("fifo path")?;
@@ -324,16 +221,4 @@ fn wait_for_start(host_proc: OwnedFd, fifo: RawFd) -> Result<()> {
     drop(w);
     unsafe { libc::close(fifo) };
     Ok(())
-}
-
-fn exec(exe: &CStr, args: &[CString], env: &[CString]) -> Result<std::convert::Infallible> {
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let e = std::io::Error::last_os_error();
-    // Past `Ready` nobody reads the sync socket: say it where the container's stderr goes.
-    eprintln!("kraal: exec {exe:?}: {e}");
-    unsafe { libc::_exit(127) }
 }

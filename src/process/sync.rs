@@ -8,11 +8,12 @@
 //! | runtime | `HooksDone(s)`| createRuntime hooks succeeded; `s` is the state for hooks |
 //! | init    | `Ready`       | set up, now blocked on exec.fifo until `start`            |
 //! | init    | `Error(text)` | setup failed; the text is the whole error chain           |
+//! | init    | `Pty` + fd    | the pty master, for a foreground `run`/`exec` to proxy    |
 //!
 //! One message per datagram, so a message is never split or merged.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
@@ -22,6 +23,8 @@ pub enum Msg {
     HooksDone(Vec<u8>),
     Ready,
     Error(String),
+    /// Carries an fd out of band (SCM_RIGHTS); `Channel::take_fd` returns it.
+    Pty,
 }
 
 impl Msg {
@@ -45,6 +48,7 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::Pty => vec![7],
         }
     }
 
@@ -64,6 +68,7 @@ impl Msg {
             4 => Msg::HooksDone(b[1..].to_vec()),
             5 => Msg::Ready,
             6 => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            7 => Msg::Pty,
             _ => return Err(bad()),
         })
     }
@@ -76,6 +81,7 @@ impl Msg {
             Msg::HooksDone(_) => "HooksDone",
             Msg::Ready => "Ready",
             Msg::Error(_) => "Error",
+            Msg::Pty => "Pty",
         }
     }
 }
@@ -83,6 +89,7 @@ impl Msg {
 /// One end of the socketpair.
 pub struct Channel {
     fd: OwnedFd,
+    received: std::cell::RefCell<Option<OwnedFd>>,
 }
 
 impl Channel {
@@ -103,9 +110,11 @@ impl Channel {
             (
                 Channel {
                     fd: OwnedFd::from_raw_fd(fds[0]),
+                    received: Default::default(),
                 },
                 Channel {
                     fd: OwnedFd::from_raw_fd(fds[1]),
+                    received: Default::default(),
                 },
             )
         })
@@ -137,13 +146,36 @@ impl Channel {
         }
     }
 
-    /// Receives one message; `None` when the other end closed.
+    /// Sends `fd` with a `Pty` message.
+    pub fn send_pty(&self, fd: BorrowedFd) -> io::Result<()> {
+        crate::tty::send_fd(self.fd(), fd, &Msg::Pty.encode())
+    }
+
+    /// The fd that came with the last message, if any.
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.received.borrow_mut().take()
+    }
+
+    /// Receives one message; `None` when the other end closed. An fd sent with it
+    /// is kept for `take_fd` (a plain recv would silently close it).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
         let mut buf = [0u8; 8192];
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        let mut cbuf = [0u8; 64];
         loop {
-            let r =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
             if r > 0 {
+                let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+                if !c.is_null() && unsafe { (*c).cmsg_type } == libc::SCM_RIGHTS {
+                    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd) };
+                    *self.received.borrow_mut() = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
                 return Msg::decode(&buf[..r as usize]).map(Some);
             }
             if r == 0 {

@@ -1,0 +1,233 @@
+//! The container process itself (`process` in config.json, or an exec's
+//! process.json): converted once in the runtime, then applied as the last steps
+//! before exec, identically for the init and for `exec`.
+
+use crate::capabilities;
+use crate::sys;
+use anyhow::{anyhow, bail, Context, Result};
+use std::ffi::{CStr, CString};
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Clone)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+}
+
+/// What the process becomes, ready for syscalls.
+#[derive(Default)]
+pub struct Process {
+    pub user: User,
+    pub caps: capabilities::Sets,
+    pub last_cap: u32,
+    /// (resource, soft, hard) for setrlimit.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub no_new_privs: bool,
+    pub cwd: PathBuf,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// PATH from the process env, to find args[0] inside the container.
+    pub path_env: String,
+    /// fds below this number reach the process (stdio, LISTEN_FDS, --preserve-fds).
+    pub keep_fds: u32,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+}
+
+fn cstring(field: &str, s: &[u8]) -> Result<CString> {
+    CString::new(s).map_err(|_| anyhow!("{field}: contains a NUL byte"))
+}
+
+impl Process {
+    /// Converts a config `process`. `extra_env` is appended (LISTEN_FDS for the init).
+    pub fn from_spec(p: &oci_spec::runtime::Process, keep_fds: u32, extra_env: &[String]) -> Result<Process> {
+        let mut env = Vec::new();
+        let mut path_env = String::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        for (i, e) in p.env().as_deref().unwrap_or(&[]).iter().chain(extra_env).enumerate() {
+            if let Some(v) = e.strip_prefix("PATH=") {
+                path_env = v.to_string();
+            }
+            env.push(cstring(&format!("process.env[{i}]"), e.as_bytes())?);
+        }
+        let mut args = Vec::new();
+        for (i, a) in p.args().as_deref().unwrap_or(&[]).iter().enumerate() {
+            args.push(cstring(&format!("process.args[{i}]"), a.as_bytes())?);
+        }
+        if args.is_empty() {
+            bail!("process.args: must not be empty");
+        }
+        let u = p.user();
+        let last_cap = capabilities::last_cap();
+        Ok(Process {
+            user: User {
+                uid: u.uid(),
+                gid: u.gid(),
+                additional_gids: u.additional_gids().clone().unwrap_or_default(),
+                umask: u.umask(),
+            },
+            caps: capabilities::from_spec(p.capabilities().as_ref(), last_cap)?,
+            last_cap,
+            rlimits: rlimits(p)?,
+            no_new_privs: p.no_new_privileges().unwrap_or(false),
+            cwd: p.cwd().clone(),
+            args,
+            env,
+            path_env,
+            keep_fds,
+            terminal: p.terminal().unwrap_or(false),
+            console_size: p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+        })
+    }
+}
+
+fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>> {
+    let mut out = Vec::new();
+    for (i, r) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
+        let name = serde_json::to_value(r.typ()).context("encode rlimit type")?;
+        let name = name.as_str().unwrap_or_default();
+        let res = match name {
+            "RLIMIT_AS" => libc::RLIMIT_AS,
+            "RLIMIT_CORE" => libc::RLIMIT_CORE,
+            "RLIMIT_CPU" => libc::RLIMIT_CPU,
+            "RLIMIT_DATA" => libc::RLIMIT_DATA,
+            "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+            "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+            "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+            "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+            "RLIMIT_NICE" => libc::RLIMIT_NICE,
+            "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+            "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+            "RLIMIT_RSS" => libc::RLIMIT_RSS,
+            "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+            "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+            "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+            "RLIMIT_STACK" => libc::RLIMIT_STACK,
+            other => bail!("process.rlimits[{i}].type: unknown rlimit {other:?}"),
+        };
+        out.push((res, r.soft(), r.hard()));
+    }
+    Ok(out)
+}
+
+/// rlimits, cwd, capabilities around the uid switch, umask; then resolves args[0].
+/// Runs inside the container's namespaces and root.
+pub fn become_process(p: &Process) -> Result<CString> {
+    for &(res, soft, hard) in &p.rlimits {
+        let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        if unsafe { libc::setrlimit(res as _, &l) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("process.rlimits: setrlimit({res}, {soft}, {hard})"));
+        }
+    }
+    // chdir as root first (runc does), and again as the user if root could not.
+    let chdir_first = chdir(&p.cwd);
+    capabilities::before_setuid(&p.caps, p.last_cap)?;
+    set_user(&p.user)?;
+    capabilities::after_setuid(&p.caps)?;
+    if let Err(e) = chdir_first {
+        if !matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+            return Err(e).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()));
+        }
+        chdir(&p.cwd).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()))?;
+    }
+    check_cwd()?;
+    if let Some(m) = p.user.umask {
+        unsafe { libc::umask(m as libc::mode_t) };
+    }
+    find_executable(p)
+}
+
+/// The very last steps: clean signal state, only the kept fds, no_new_privs,
+/// seccomp, execve. Returns only on error.
+pub fn exec(p: &Process, exe: &CStr) -> Result<std::convert::Infallible> {
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // The Rust runtime ignores SIGPIPE; an ignored signal would survive exec.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
+    if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+    }
+    let mut argv: Vec<*const libc::c_char> = p.args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = p.env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Err(std::io::Error::last_os_error()).with_context(|| format!("exec {exe:?}"))
+}
+
+fn chdir(p: &std::path::Path) -> std::io::Result<()> {
+    let c = sys::cstr(p)?;
+    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// CVE-2024-21626: a cwd outside the container's root shows as "(unreachable)".
+fn check_cwd() -> Result<()> {
+    let cwd = std::env::current_dir().context("getcwd")?;
+    if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
+        bail!("process.cwd: the working directory {} is outside the container", cwd.display());
+    }
+    Ok(())
+}
+
+fn set_user(u: &User) -> Result<()> {
+    let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
+    if setgroups_allowed {
+        let gids: &[libc::gid_t] = &u.additional_gids;
+        if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("process.user.additionalGids: setgroups");
+        }
+    } else if !u.additional_gids.is_empty() {
+        bail!("process.user.additionalGids: setgroups is denied in this user namespace");
+    }
+    if unsafe { libc::setresgid(u.gid, u.gid, u.gid) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("process.user.gid: setresgid {}", u.gid));
+    }
+    if unsafe { libc::setresuid(u.uid, u.uid, u.uid) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("process.user.uid: setresuid {}", u.uid));
+    }
+    Ok(())
+}
+
+fn executable(path: &CStr) -> bool {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let found = unsafe { libc::stat(path.as_ptr(), &mut st) } == 0;
+    found
+        && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+        && unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0
+}
+
+/// Resolves args[0] as execvp would, with the container's PATH, before the process
+/// is reported ready, so a missing binary fails `create`/`exec` with a clear error.
+fn find_executable(p: &Process) -> Result<CString> {
+    let Some(arg0) = p.args.first() else { bail!("process.args: must not be empty") };
+    let a = arg0.to_bytes();
+    if a.contains(&b'/') {
+        if executable(arg0) {
+            return Ok(arg0.clone());
+        }
+        bail!("process.args[0]: exec: {:?}: no such executable file", arg0);
+    }
+    for dir in p.path_env.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let mut cand = dir.as_bytes().to_vec();
+        cand.push(b'/');
+        cand.extend_from_slice(a);
+        if let Ok(c) = CString::new(cand) {
+            if executable(&c) {
+                return Ok(c);
+            }
+        }
+    }
+    bail!("process.args[0]: exec: {:?}: executable file not found in $PATH", arg0)
+}
