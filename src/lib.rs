@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod container;
 pub mod defaults;
+pub mod exec;
 pub mod features;
 pub mod fs;
 pub mod hooks;

@@ -305,7 +305,7 @@ fn check_env(field: &str, env: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn check_process(process: &Process) -> Result<()> {
+pub fn check_process(process: &Process) -> Result<()> {
     let args = process.args().as_deref().unwrap_or_default();
     if args.is_empty() {
         bail!("process.args: must contain at least the program to run");

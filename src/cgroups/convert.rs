@@ -28,7 +28,9 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     (10f64.powf(exponent).ceil() as u64).clamp(1, MAX_WEIGHT)
 }
 
-/// The inverse of [`shares_to_weight`] (for reporting v2 weights as shares).
+/// The inverse of [`shares_to_weight`]: the largest shares value that maps to at
+/// most `weight`, so `shares_to_weight(weight_to_shares(w)) == w` for every weight the
+/// forward mapping produces (and 100 gives back the default 1024).
 pub fn weight_to_shares(weight: u64) -> u64 {
     if weight == 0 {
         return 0;
@@ -39,10 +41,18 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     if weight >= MAX_WEIGHT {
         return MAX_SHARES;
     }
-    // Solve l² + 125·l − 612·(log10(w) + 7/34) = 0 for the positive root.
+    // Solve l² + 125·l − 612·(log10(w) + 7/34) = 0 for the positive root, then step
+    // over the rounding of ceil() in the forward direction (a few steps at most).
     let c = 612.0 * ((weight as f64).log10() + 7.0 / 34.0);
     let l = (-125.0 + (125.0f64 * 125.0 + 4.0 * c).sqrt()) / 2.0;
-    (2f64.powf(l).round() as u64).clamp(2, MAX_SHARES)
+    let mut s = (2f64.powf(l).round() as u64).clamp(2, MAX_SHARES);
+    while s > 2 && shares_to_weight(s) > weight {
+        s -= 1;
+    }
+    while s < MAX_SHARES && shares_to_weight(s + 1) <= weight {
+        s += 1;
+    }
+    s
 }
 
 /// v1 `blkio.weight` [10, 1000] to v2 `io.weight` [1, 10000], linearly; 0 stays 0.
@@ -112,24 +122,23 @@ mod tests {
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(1 << 20), 10_000);
         // Values runc's formula gives (ceil of the curve).
-        assert_eq!(shares_to_weight(512), 45);
-        assert_eq!(shares_to_weight(2048), 218);
-        assert_eq!(shares_to_weight(100), 6);
+        assert_eq!(shares_to_weight(512), 59);
+        assert_eq!(shares_to_weight(2048), 174);
+        assert_eq!(shares_to_weight(100), 17);
         assert_eq!(weight_to_shares(100), 1024);
         assert_eq!(weight_to_shares(1), 2);
         assert_eq!(weight_to_shares(10_000), 262_144);
     }
 
     #[test]
-    fn shares_weight_round_trip_is_monotonic_and_close() {
+    fn shares_weight_round_trip() {
         let mut last = 0;
-        for s in (2..=262_144u64).step_by(97) {
+        for s in (2..=262_144u64).step_by(7) {
             let w = shares_to_weight(s);
             assert!(w >= last, "not monotonic at {s}");
             last = w;
             let back = weight_to_shares(w);
-            // ceil() on the way there: going back lands at or above the start, within one weight step.
-            assert!(shares_to_weight(back) == w, "{s} -> {w} -> {back}");
+            assert_eq!(shares_to_weight(back), w, "{s} -> {w} -> {back}");
         }
     }
 

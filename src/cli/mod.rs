@@ -83,6 +83,63 @@ impl CreateArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// process.json describing the process (instead of a command).
+    #[arg(short = 'p', long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long)]
+    pub env: Vec<String>,
+    /// uid[:gid] to run as.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Additional gids (repeatable).
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable).
+    #[arg(short = 'c', long = "cap")]
+    pub caps: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// AppArmor profile for the process.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process.
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Do not wait for the process.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass this many extra fds (from 3 on) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec in a paused container.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Run in this sub-cgroup of the container.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Container id.
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a container (its process waits for `start`).
@@ -100,6 +157,8 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
     /// Print the state of a container as JSON.
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM).
@@ -186,6 +245,29 @@ pub fn run(cli: Cli) -> Result<i32> {
             keep,
         } => {
             return container::run(&root, &create.opts(), detach, keep);
+        }
+        Command::Exec(a) => {
+            let o = crate::exec::ExecOpts {
+                id: a.id,
+                process_file: a.process,
+                args: a.command,
+                tty: a.tty,
+                cwd: a.cwd,
+                env: a.env,
+                user: a.user,
+                additional_gids: a.additional_gids,
+                caps: a.caps,
+                no_new_privs: a.no_new_privs,
+                apparmor: a.apparmor,
+                process_label: a.process_label,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+                preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                cgroup: a.cgroup,
+            };
+            return crate::exec::exec(&root, &o);
         }
         Command::State { id } => {
             let r = container::state(&root, &id)?;

@@ -1,0 +1,301 @@
+//! `kraal exec`: a new process in a running container. It joins every namespace of
+//! the container's init (user first) and its cgroups, then becomes the configured
+//! process exactly as the init does (process::finish), and kraal waits for it.
+
+use crate::process::finish::{self, Process};
+use crate::process::sync::{Channel, Msg};
+use crate::state::{self, Dir, Status};
+use crate::sys;
+use crate::tty;
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Spec};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    pub cgroup: Option<String>,
+}
+
+/// The process to run: process.json as given, or the container's process with
+/// the command-line overrides, as runc builds it.
+pub fn build_process(base: Option<&oci_spec::runtime::Process>, o: &ExecOpts) -> Result<oci_spec::runtime::Process> {
+    if let Some(f) = &o.process_file {
+        let data = std::fs::read(f).with_context(|| format!("--process {}", f.display()))?;
+        let de = &mut serde_json::Deserializer::from_slice(&data);
+        let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow!("--process {}: {}: {}", f.display(), e.path(), e.inner()))?;
+        return Ok(p);
+    }
+    if o.args.is_empty() {
+        bail!("exec: a command is required (or --process FILE)");
+    }
+    let mut p = base.cloned().unwrap_or_default();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    if let Some(c) = &o.cwd {
+        p.set_cwd(c.clone());
+    }
+    if !o.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &o.env {
+            let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
+            env.retain(|x| x.split_once('=').map(|(k, _)| k).unwrap_or(x) != key);
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let uid: u32 = uid.parse().map_err(|_| anyhow!("--user {u:?}: uid must be numeric (uid[:gid])"))?;
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        if let Some(g) = gid {
+            user.set_gid(g.parse().map_err(|_| anyhow!("--user {u:?}: gid must be numeric"))?);
+        }
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !o.caps.is_empty() {
+        let mut c = p.capabilities().clone().unwrap_or_default();
+        for name in &o.caps {
+            let full = if name.to_ascii_uppercase().starts_with("CAP_") { name.to_ascii_uppercase() } else { format!("CAP_{}", name.to_ascii_uppercase()) };
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
+                .map_err(|_| anyhow!("--cap {name:?}: unknown capability"))?;
+            for set in [c.bounding().clone(), c.effective().clone(), c.permitted().clone()].iter().enumerate() {
+                let mut s = set.1.clone().unwrap_or_default();
+                s.insert(cap);
+                match set.0 {
+                    0 => c.set_bounding(Some(s)),
+                    1 => c.set_effective(Some(s)),
+                    _ => c.set_permitted(Some(s)),
+                };
+            }
+        }
+        p.set_capabilities(Some(c));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+fn ns_file(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+struct Plan {
+    user_ns: Option<OwnedFd>,
+    others: Vec<(i32, OwnedFd)>,
+    process: Process,
+    console_socket: Option<RawFd>,
+}
+
+/// Runs the process; returns its exit code (0 with --detach).
+pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
+    if o.apparmor.is_some() {
+        bail!("--apparmor: AppArmor is not enabled on this host");
+    }
+    if o.process_label.is_some() {
+        bail!("--process-label: SELinux is not enabled on this host");
+    }
+    let dir = Dir::open(root, &o.id)?;
+    let saved = dir.load()?.ok_or_else(|| anyhow!("container {:?} is still being created", o.id))?;
+    match dir.status(Some(&saved)) {
+        Status::Running | Status::Created => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => bail!("cannot exec in a paused container (use --ignore-paused)"),
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Creating => bail!("cannot exec in a container that is still being created"),
+    }
+    let spec: Spec = saved.config.clone().unwrap_or_default();
+    let proc_spec = build_process(spec.process().as_ref(), o)?;
+    crate::validate::check_process(&proc_spec).context("exec process")?;
+    let process = Process::from_spec(&proc_spec, 3 + o.preserve_fds, &[])?;
+    tty::check_flags(process.terminal, o.detach, o.console_socket.is_some())?;
+
+    // The init's namespaces, opened now and pinned by fd; then make sure the pid
+    // still names the init (not a reused pid).
+    let mut plan = Plan { user_ns: None, others: Vec::new(), process, console_socket: None };
+    let nss = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    for ns in &nss {
+        let t = ns.typ();
+        let path = format!("/proc/{}/ns/{}", saved.pid, ns_file(t));
+        let fd = OwnedFd::from(std::fs::File::open(&path).with_context(|| format!("open {path}"))?);
+        if t == LinuxNamespaceType::User {
+            plan.user_ns = Some(fd);
+        } else {
+            plan.others.push((crate::namespaces::flag(t), fd));
+        }
+    }
+    // Join the mount namespace last: setns into it changes root and cwd.
+    plan.others.sort_by_key(|(f, _)| *f == libc::CLONE_NEWNS);
+    if !state::process_alive(saved.pid, saved.init_start) {
+        bail!("container {:?} is not running", o.id);
+    }
+    let cgroup_dirs = exec_cgroups(&saved.cgroup_dirs, o.cgroup.as_deref())?;
+    let console = match &o.console_socket {
+        Some(p) if plan.process.terminal => Some(tty::connect_console_socket(p)?),
+        _ => None,
+    };
+    plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
+    drop(dir);
+
+    let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    if !o.detach {
+        let set = crate::signals::forwarded();
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old_mask);
+        }
+    }
+    let (parent, child) = Channel::pair().context("create sync socketpair")?;
+    let mut pid = sys::clone3(0, None).context("fork the exec process")?;
+    if pid == 0 {
+        drop(parent);
+        run_child(&plan, &child);
+    }
+    drop(child);
+    drop(console);
+    let r = (|| -> Result<Option<OwnedFd>> {
+        for d in &cgroup_dirs {
+            crate::sys::write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes())
+                .with_context(|| format!("join cgroup {}", d.display()))?;
+        }
+        parent.send(&Msg::Go).context("sync: send Go")?;
+        let mut pty = None;
+        loop {
+            match parent.recv().context("sync: wait for the exec process")? {
+                Some(Msg::Pid(p)) => {
+                    let mut st = 0;
+                    unsafe { libc::waitpid(pid, &mut st, 0) };
+                    pid = p;
+                    parent.send(&Msg::Go).context("sync: send Go")?;
+                }
+                Some(Msg::Pty) => pty = parent.take_fd(),
+                Some(Msg::Ready) => return Ok(pty),
+                Some(Msg::Error(e)) => bail!(e),
+                Some(m) => bail!("sync: unexpected message {m:?}"),
+                None => bail!("the exec process exited during setup"),
+            }
+        }
+    })();
+    let pty = match r {
+        Ok(p) => p,
+        Err(e) => {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut st = 0;
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            return Err(e);
+        }
+    };
+    if let Some(pf) = &o.pid_file {
+        state::write_atomic(pf, pid.to_string().as_bytes(), 0o644)
+            .with_context(|| format!("--pid-file {}", pf.display()))?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    let code = crate::container::wait_forwarding(pid, pty.map(tty::Proxy::new));
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    Ok(code)
+}
+
+/// The cgroup dirs the exec process joins: the container's, or a sub-cgroup of it.
+fn exec_cgroups(dirs: &[PathBuf], sub: Option<&str>) -> Result<Vec<PathBuf>> {
+    let Some(sub) = sub else { return Ok(dirs.to_vec()) };
+    let rel = crate::fs::safe_path::relative(Path::new(sub));
+    if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        bail!("--cgroup {sub:?}: must not contain ..");
+    }
+    let out: Vec<PathBuf> = dirs.iter().map(|d| d.join(&rel)).collect();
+    for d in &out {
+        if !d.is_dir() {
+            bail!("--cgroup {sub:?}: {} does not exist", d.display());
+        }
+    }
+    Ok(out)
+}
+
+fn run_child(p: &Plan, chan: &Channel) -> ! {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(p, chan)));
+    let msg = match r {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "exec process panicked".to_string(),
+    };
+    if chan.send(&Msg::Error(msg.clone())).is_err() {
+        eprintln!("kraal: {msg}");
+    }
+    unsafe { libc::_exit(1) }
+}
+
+fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
+    chan.expect(&Msg::Go).context("wait for the runtime")?;
+    if let Some(u) = &p.user_ns {
+        sys::setns(u.as_fd(), libc::CLONE_NEWUSER).context("setns user namespace")?;
+    }
+    for (flag, fd) in &p.others {
+        sys::setns(fd.as_fd(), *flag).with_context(|| format!("setns namespace {flag:#x}"))?;
+    }
+    // The pid namespace applies to children: the grandchild is the exec'd process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork into the pid namespace");
+    }
+    if pid > 0 {
+        let code = if chan.send(&Msg::Pid(pid)).is_ok() { 0 } else { 1 };
+        unsafe { libc::_exit(code) }
+    }
+    chan.expect(&Msg::Go).context("wait for the runtime after the second fork")?;
+    if p.process.terminal {
+        let (master, slave) = tty::open_pty(c"/dev/ptmx").context("process.terminal: allocate a pty")?;
+        if let Some((rows, cols)) = p.process.console_size {
+            tty::set_size(master.as_fd(), rows, cols)?;
+        }
+        tty::become_session_leader(slave.as_fd())?;
+        match p.console_socket {
+            Some(fd) => {
+                let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                tty::send_fd(sock, master.as_fd(), b"/dev/ptmx").context("--console-socket: send the pty master")?;
+            }
+            None => chan.send_pty(master.as_fd()).context("sync: send the pty master")?,
+        }
+    }
+    let exe = finish::become_process(&p.process)?;
+    chan.send(&Msg::Ready).context("sync: send Ready")?;
+    finish::exec(&p.process, &exe)
+}
