@@ -158,7 +158,7 @@ pub enum Command {
         keep: bool,
     },
     /// Run a new process in a running container.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Print the state of a container as JSON.
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM).
@@ -247,6 +247,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             return container::run(&root, &create.opts(), detach, keep);
         }
         Command::Exec(a) => {
+            let a = *a;
             let o = crate::exec::ExecOpts {
                 id: a.id,
                 process_file: a.process,
