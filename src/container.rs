@@ -713,7 +713,7 @@ fn report(dir: &Dir, s: Option<&Saved>, id: &str, owner: String) -> Report {
 }
 
 pub fn state(root: &Path, id: &str) -> Result<Report> {
-    let dir = Dir::open(root, id)?;
+    let dir = Dir::open_read(root, id)?;
     let s = dir.load()?;
     Ok(report(&dir, s.as_ref(), id, String::new()))
 }
@@ -730,7 +730,7 @@ pub fn list(root: &Path) -> Result<Vec<Report>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     for id in state::list_ids(root)? {
-        let Ok(dir) = Dir::open(root, &id) else {
+        let Ok(dir) = Dir::open_read(root, &id) else {
             continue;
         };
         let owner = std::fs::metadata(&dir.path)

@@ -102,10 +102,11 @@ pub fn default_root() -> PathBuf {
     }
 }
 
-/// A container's directory under the state root, with its lock held.
+/// A container's directory under the state root, with its lock held (except for
+/// read-only views: state.json is replaced atomically, so readers need no lock).
 pub struct Dir {
     pub path: PathBuf,
-    lock: OwnedFd,
+    lock: Option<OwnedFd>,
 }
 
 fn lock_dir(path: &Path) -> Result<OwnedFd> {
@@ -141,7 +142,7 @@ impl Dir {
                 return Err(e).with_context(|| format!("create state directory {}", path.display()))
             }
         }
-        let lock = lock_dir(&path)?;
+        let lock = Some(lock_dir(&path)?);
         Ok(Dir { path, lock })
     }
 
@@ -152,7 +153,7 @@ impl Dir {
         if !path.is_dir() {
             bail!("container {id:?} does not exist");
         }
-        let lock = lock_dir(&path).with_context(|| format!("container {id:?}"))?;
+        let lock = Some(lock_dir(&path).with_context(|| format!("container {id:?}"))?);
         // A concurrent delete may have removed it while we waited for the lock.
         if !path.is_dir() {
             bail!("container {id:?} does not exist");
@@ -160,8 +161,19 @@ impl Dir {
         Ok(Dir { path, lock })
     }
 
+    /// Opens a container's directory to read it, without waiting for its lock (so
+    /// `state` and `list` never block behind a slow `create` or `delete`).
+    pub fn open_read(root: &Path, id: &str) -> Result<Dir> {
+        validate_id(id)?;
+        let path = root.join(id);
+        if !path.is_dir() {
+            bail!("container {id:?} does not exist");
+        }
+        Ok(Dir { path, lock: None })
+    }
+
     pub fn lock_fd(&self) -> i32 {
-        self.lock.as_raw_fd()
+        self.lock.as_ref().map(|l| l.as_raw_fd()).unwrap_or(-1)
     }
 
     pub fn fifo(&self) -> PathBuf {

@@ -6,9 +6,13 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Writes `value` to `dir/file` in one write(2), as cgroupfs expects.
+/// Writes `value` to `dir/file` in one write(2), as cgroupfs expects. O_TRUNC is
+/// ignored by cgroupfs (as for a shell's `>`) and keeps fake files in tests exact.
 pub fn write_raw(dir: &Path, file: &str, value: &str) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).open(dir.join(file))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(dir.join(file))?;
     f.write_all(value.as_bytes())
 }
 

@@ -2,7 +2,25 @@
 //! resolving `linux.cgroupsPath` as runc does, creating and joining the directories,
 //! listing and killing their processes, and removing them on delete.
 //!
-//! Resource limits are applied by the controller modules on top of these directories.
+//! Resource limits are applied by the controller modules on top of these directories:
+//! `resources` picks, per `linux.resources` section, the v1 hierarchy or the v2 cgroup
+//! that enforces it, and `v1`/`v2` write the files. On hybrid hosts a controller
+//! mounted as v1 is used there, and the cgroup2 tree serves the ones only it has.
+
+pub mod convert;
+pub mod devices;
+pub mod devices_bpf;
+#[cfg(test)]
+mod fake;
+pub mod file;
+pub mod freezer;
+pub mod oom;
+pub mod resources;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+pub use resources::Placement;
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -163,24 +181,33 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates the directories (and missing parents). On error, removes what it made.
+    /// Creates the directories (and missing parents), and on cgroup v2 enables the
+    /// controllers on the way down. On error, removes what it made.
     pub fn create(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let mut cg = Cgroup { dirs: Vec::new() };
         for h in hier {
             let dir = container_dir(h, cgroups_path, id)?;
-            if let Err(e) = make_dir(h, &dir) {
-                let _ = cg.destroy();
-                return Err(e);
+            match make_dir(h, &dir) {
+                Ok(made) => {
+                    if h.v2 {
+                        v2::enable_controllers(&h.mountpoint, &own_dir(h), &dir, &made);
+                    }
+                }
+                Err(e) => {
+                    let _ = cg.destroy();
+                    return Err(e);
+                }
             }
             cg.dirs.push(dir);
         }
         Ok(cg)
     }
 
-    /// Applies `linux.resources` to the directories (placeholder: being written).
+    /// Applies `linux.resources` on create, before the init runs: every set field,
+    /// plus the device list (the spec's rules, then the devices every container gets).
+    /// Nothing is written when any field cannot be applied.
     pub fn apply(&self, hier: &[Hierarchy], res: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        let _ = (hier, res);
-        Ok(())
+        resources::apply(&Placement::new(hier, &self.dirs), res, true)
     }
 
     /// Moves `pid` into every directory.
@@ -198,7 +225,14 @@ impl Cgroup {
     }
 }
 
-fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
+/// This process's own cgroup directory in a hierarchy.
+fn own_dir(h: &Hierarchy) -> PathBuf {
+    h.mountpoint
+        .join(h.own.strip_prefix("/").unwrap_or(&h.own))
+}
+
+/// Makes `dir` and its missing parents; returns the directories it created.
+fn make_dir(h: &Hierarchy, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut p = dir.to_path_buf();
     while !p.exists() {
@@ -207,9 +241,10 @@ fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
             break;
         }
     }
+    let mut made = Vec::new();
     for d in missing.iter().rev() {
         match fs::create_dir(d) {
-            Ok(()) => {}
+            Ok(()) => made.push(d.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("create cgroup {}", d.display())),
         }
@@ -228,17 +263,62 @@ fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(made)
 }
 
-/// Pids in the container's cgroup (from the first directory that lists them).
+/// Applies `res` to a running container's cgroups (`update`): only the fields set,
+/// the device list only when `res` has one.
+pub fn update(dirs: &[PathBuf], res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    resources::apply(&Placement::new(&hierarchies()?, dirs), res, false)
+}
+
+/// Freezes every process of the container and waits until the kernel says so.
+pub fn freeze(dirs: &[PathBuf]) -> Result<()> {
+    freezer::freeze(dirs)
+}
+
+pub fn thaw(dirs: &[PathBuf]) -> Result<()> {
+    freezer::thaw(dirs)
+}
+
+/// Pids in the container's cgroup and the cgroups below it (the container may make
+/// its own), from the first hierarchy that lists them, sorted.
 pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
     for d in dirs {
-        if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
-            return Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect());
+        if d.join("cgroup.procs").exists() {
+            let mut out = Vec::new();
+            collect_pids(d, &mut out)?;
+            out.sort_unstable();
+            out.dedup();
+            return Ok(out);
         }
     }
     Ok(Vec::new())
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match fs::read_to_string(&procs) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        // Removed while we walked: its processes are gone or moved.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", procs.display())),
+    }
+    for sub in subdirs(dir) {
+        collect_pids(&sub, out)?;
+    }
+    Ok(())
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Sends `sig` to every process in the cgroup.
@@ -277,35 +357,35 @@ pub fn kill_all(dirs: &[PathBuf]) -> Result<()> {
     }
 }
 
-/// Removes the directories, waiting (bounded) for exiting processes to leave them.
+/// Removes the directories (and any cgroups the container made below them, deepest
+/// first), waiting (bounded) for exiting processes to leave them.
 pub fn destroy(dirs: &[PathBuf]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     for d in dirs {
-        loop {
-            match fs::remove_dir(d) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => return Err(e).with_context(|| format!("remove cgroup {}", d.display())),
-            }
-        }
+        remove_tree(d, deadline)?;
     }
     Ok(())
 }
 
-/// True when the container's freezer says it is frozen.
-pub fn is_frozen(dirs: &[PathBuf]) -> bool {
-    for d in dirs {
-        if let Ok(s) = fs::read_to_string(d.join("freezer.state")) {
-            return s.trim() == "FROZEN";
+fn remove_tree(d: &Path, deadline: Instant) -> Result<()> {
+    for sub in subdirs(d) {
+        remove_tree(&sub, deadline)?;
+    }
+    loop {
+        match fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e).with_context(|| format!("remove cgroup {}", d.display())),
         }
     }
-    dirs.iter()
-        .find_map(|d| fs::read_to_string(d.join("cgroup.freeze")).ok())
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false)
+}
+
+/// True when the container's freezer says it is frozen.
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    freezer::is_frozen(dirs)
 }
 
 #[cfg(test)]
