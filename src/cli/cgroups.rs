@@ -275,17 +275,30 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
     cgroups::thaw(&saved.cgroup_dirs)
 }
 
+/// One `events` record, fields in runc's order.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<stats::Stats>,
+}
+
 /// One line of `events` output, as runc's JSON encoder writes it.
-fn emit(out: &mut impl Write, ev: &Value) -> Result<()> {
+fn emit(out: &mut impl Write, ev: &Event) -> Result<()> {
     let line = serde_json::to_string(ev).context("encode event")?;
     writeln!(out, "{line}")
         .and_then(|_| out.flush())
         .context("write event")
 }
 
-fn stats_event(id: &str, p: &Placement) -> Result<Value> {
-    let data = serde_json::to_value(stats::read(p)).context("encode stats")?;
-    Ok(json!({"type": "stats", "id": id, "data": data}))
+fn stats_event<'a>(id: &'a str, p: &Placement) -> Event<'a> {
+    Event {
+        kind: "stats",
+        id,
+        data: Some(stats::read(p)),
+    }
 }
 
 pub fn events(root: &Path, a: &EventsArgs) -> Result<()> {
@@ -305,7 +318,7 @@ pub fn events(root: &Path, a: &EventsArgs) -> Result<()> {
     let placement = Placement::new(&cgroups::hierarchies()?, &saved.cgroup_dirs);
     let mut out = std::io::stdout().lock();
     if a.stats {
-        return emit(&mut out, &stats_event(&a.id, &placement)?);
+        return emit(&mut out, &stats_event(&a.id, &placement));
     }
     let mut watch = OomWatch::new(&placement)?;
     let alive = || {
@@ -326,7 +339,12 @@ pub fn events(root: &Path, a: &EventsArgs) -> Result<()> {
             if r > 0 {
                 let seen = w.read()?;
                 for _ in 0..seen.ooms {
-                    emit(&mut out, &json!({"type": "oom", "id": a.id}))?;
+                    let ev = Event {
+                        kind: "oom",
+                        id: &a.id,
+                        data: None,
+                    };
+                    emit(&mut out, &ev)?;
                 }
                 if seen.gone {
                     return Ok(());
@@ -344,10 +362,7 @@ pub fn events(root: &Path, a: &EventsArgs) -> Result<()> {
         if !alive() {
             return Ok(());
         }
-        match stats_event(&a.id, &placement) {
-            Ok(ev) => emit(&mut out, &ev)?,
-            Err(e) => crate::logging::error(&format!("{e:#}")),
-        }
+        emit(&mut out, &stats_event(&a.id, &placement))?;
     }
 }
 
