@@ -167,6 +167,10 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 chan.send(&Msg::HooksDone(st)).context("sync: send HooksDone")?;
             }
             Some(Msg::Pty) => pty = chan.take_fd(),
+            Some(Msg::Seccomp) => {
+                let st = hooks::state_json(spec.version(), &o.id, "creating", pid, &bundle, &annotations);
+                crate::exec::hand_over_listener(plan.process.seccomp.as_ref(), chan.take_fd(), pid, &st)?;
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(anyhow!(e)),
             Some(m) => bail!("sync: unexpected message {m:?} from the init"),
@@ -315,7 +319,10 @@ fn build_plan(
     } else {
         Vec::new()
     };
-    let process = Process::from_spec(process, 3 + listen + o.preserve_fds, &listen_env)?;
+    let mut process = Process::from_spec(process, 3 + listen + o.preserve_fds, &listen_env)?;
+    if let Some(s) = linux.seccomp() {
+        process.seccomp = Some(crate::seccomp::compile(s)?);
+    }
     let hostname = spec
         .hostname()
         .as_ref()
@@ -351,6 +358,7 @@ fn build_plan(
                 .collect(),
             sysctl,
             no_pivot: o.no_pivot,
+            cwd: spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default(),
             cgroups: rootfs::CgroupView {
                 hierarchies: cgroups,
                 new_ns: new_cgroupns,
@@ -596,6 +604,10 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         .load()?
         .ok_or_else(|| anyhow!("container {id:?} is still being created"))?;
     if dir.status(Some(&saved)) == Status::Stopped {
+        // containerd sends `kill --all` to tasks that may have exited: not an error.
+        if all {
+            return Ok(());
+        }
         bail!("container {id:?} is not running");
     }
     if all {
@@ -614,6 +626,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
 /// Removes a container. A created one is killed first (containerd deletes created
 /// tasks without --force); a running or paused one needs `force`.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    state::validate_id(id)?;
     let dir = match Dir::open(root, id) {
         Ok(d) => d,
         Err(e) if force && !root.join(id).exists() => {

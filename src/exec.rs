@@ -144,7 +144,10 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     let spec: Spec = saved.config.clone().unwrap_or_default();
     let proc_spec = build_process(spec.process().as_ref(), o)?;
     crate::validate::check_process(&proc_spec).context("exec process")?;
-    let process = Process::from_spec(&proc_spec, 3 + o.preserve_fds, &[])?;
+    let mut process = Process::from_spec(&proc_spec, 3 + o.preserve_fds, &[])?;
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        process.seccomp = Some(crate::seccomp::compile(s)?);
+    }
     tty::check_flags(process.terminal, o.detach, o.console_socket.is_some())?;
 
     // The init's namespaces, opened now and pinned by fd; then make sure the pid
@@ -206,6 +209,10 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                     parent.send(&Msg::Go).context("sync: send Go")?;
                 }
                 Some(Msg::Pty) => pty = parent.take_fd(),
+                Some(Msg::Seccomp) => {
+                    let st = crate::hooks::state_json(&saved.oci_version, &o.id, "running", saved.pid, &saved.bundle, &saved.annotations);
+                    hand_over_listener(plan.process.seccomp.as_ref(), parent.take_fd(), pid, &st)?;
+                }
                 Some(Msg::Ready) => return Ok(pty),
                 Some(Msg::Error(e)) => bail!(e),
                 Some(m) => bail!("sync: unexpected message {m:?}"),
@@ -232,6 +239,21 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     let code = crate::container::wait_forwarding(pid, pty.map(tty::Proxy::new));
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
     Ok(code)
+}
+
+/// Gives a seccomp notify listener to the agent at `listenerPath`, with the
+/// container-process state the runtime spec describes.
+pub fn hand_over_listener(
+    filter: Option<&crate::seccomp::Filter>,
+    fd: Option<OwnedFd>,
+    pid: i32,
+    state: &[u8],
+) -> Result<()> {
+    let (Some(f), Some(fd)) = (filter, fd) else { bail!("sync: seccomp listener expected but missing") };
+    let Some(l) = f.listener() else { bail!("linux.seccomp: a listener fd arrived without listenerPath") };
+    let ps = crate::seccomp::process_state(pid, l.metadata.as_deref(), state)?;
+    crate::seccomp::send_listener(&l.path, fd.as_fd(), &ps)
+        .with_context(|| format!("linux.seccomp.listenerPath {}", l.path.display()))
 }
 
 /// The cgroup dirs the exec process joins: the container's, or a sub-cgroup of it.
@@ -295,7 +317,10 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
             None => chan.send_pty(master.as_fd()).context("sync: send the pty master")?,
         }
     }
-    let exe = finish::become_process(&p.process)?;
+    let resolved = finish::become_process(&p.process)?;
+    if let Some(l) = &resolved.listener {
+        chan.send_seccomp(l.as_fd()).context("sync: send the seccomp listener")?;
+    }
     chan.send(&Msg::Ready).context("sync: send Ready")?;
-    finish::exec(&p.process, &exe)
+    finish::exec(&p.process, &resolved)
 }

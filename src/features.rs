@@ -145,7 +145,7 @@ pub const CGROUP_SYSTEMD: bool = false;
 /// No rdma controller support.
 pub const CGROUP_RDMA: bool = false;
 /// `linux.seccomp` is not applied yet; configs that carry it are refused.
-pub const SECCOMP: bool = false;
+pub const SECCOMP: bool = true;
 /// `process.apparmorProfile` is not applied; configs that set one are refused.
 pub const APPARMOR: bool = false;
 /// `process.selinuxLabel` is not applied; configs that set one are refused.
@@ -174,7 +174,7 @@ pub fn features() -> Value {
             "systemdUser": CGROUP_SYSTEMD,
             "rdma": CGROUP_RDMA,
         },
-        "seccomp": { "enabled": SECCOMP },
+        "seccomp": if SECCOMP { crate::seccomp::features() } else { json!({ "enabled": false }) },
         "apparmor": { "enabled": APPARMOR },
         "selinux": { "enabled": SELINUX },
         "intelRdt": { "enabled": INTEL_RDT },

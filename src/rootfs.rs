@@ -66,6 +66,8 @@ pub struct Plan {
     pub readonly_paths: Vec<PathBuf>,
     pub sysctl: Vec<(String, String)>,
     pub no_pivot: bool,
+    /// process.cwd, created (as runc does) when the image lacks it.
+    pub cwd: PathBuf,
     pub cgroups: CgroupView,
 }
 
@@ -88,6 +90,10 @@ pub fn prepare(p: &Plan) -> Result<OwnedFd> {
             }
             _ => mounts::mount_one(root.as_fd(), m)?,
         }
+    }
+    if !p.cwd.as_os_str().is_empty() {
+        safe_path::mkdir_all(root.as_fd(), &p.cwd, 0o755)
+            .with_context(|| format!("process.cwd: create {}", p.cwd.display()))?;
     }
     if p.setup_dev {
         setup_dev(root.as_fd(), &p.devices)?;

@@ -39,10 +39,11 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-/// Parses `9`, `KILL`, `SIGKILL`, `sigkill`, `RTMIN+3`, `SIGRTMAX-1`.
+/// Parses `9`, `KILL`, `SIGKILL`, `sigkill`, `RTMIN+3`, `SIGRTMAX-1`; `0` checks
+/// that the process exists, as kill(2) does.
 pub fn parse(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=libc::SIGRTMAX()).contains(&n) {
+        if (0..=libc::SIGRTMAX()).contains(&n) {
             return Ok(n);
         }
         bail!("invalid signal number {n}");
@@ -126,7 +127,8 @@ mod tests {
         assert_eq!(parse("sigusr1").unwrap(), libc::SIGUSR1);
         assert_eq!(parse("SIGRTMIN+3").unwrap(), libc::SIGRTMIN() + 3);
         assert_eq!(parse("RTMAX-1").unwrap(), libc::SIGRTMAX() - 1);
-        for bad in ["0", "99", "FOO", "SIGRTMIN+99", "RTMINX", ""] {
+        assert_eq!(parse("0").unwrap(), 0);
+        for bad in ["-1", "99", "FOO", "SIGRTMIN+99", "RTMINX", ""] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }
     }

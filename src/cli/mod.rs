@@ -199,7 +199,7 @@ pub enum Command {
     /// Print the features this build of kraal supports, as JSON.
     Features,
     /// Change the resource limits of a running container.
-    Update(cgroups::UpdateArgs),
+    Update(Box<cgroups::UpdateArgs>),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.

@@ -34,6 +34,18 @@ pub struct Process {
     pub keep_fds: u32,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
+    pub seccomp: Option<crate::seccomp::Filter>,
+}
+
+/// What `become_process` found inside the container, for `exec`.
+pub struct Resolved {
+    pub exe: CString,
+    /// HOME from the container's /etc/passwd when the config sets none (as runc).
+    pub home: Option<CString>,
+    /// The seccomp notify listener, when the filter has one (loaded early).
+    pub listener: Option<std::os::fd::OwnedFd>,
+    /// The filter is already loaded (it had to be, while still privileged).
+    pub seccomp_loaded: bool,
 }
 
 fn cstring(field: &str, s: &[u8]) -> Result<CString> {
@@ -78,6 +90,7 @@ impl Process {
             keep_fds,
             terminal: p.terminal().unwrap_or(false),
             console_size: p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            seccomp: None,
         })
     }
 }
@@ -111,9 +124,10 @@ fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>>
     Ok(out)
 }
 
-/// rlimits, cwd, capabilities around the uid switch, umask; then resolves args[0].
-/// Runs inside the container's namespaces and root.
-pub fn become_process(p: &Process) -> Result<CString> {
+/// rlimits, cwd, seccomp (when it must load while privileged), capabilities around
+/// the uid switch, umask; then resolves args[0] and HOME. Runs inside the
+/// container's namespaces and root.
+pub fn become_process(p: &Process) -> Result<Resolved> {
     for &(res, soft, hard) in &p.rlimits {
         let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
         if unsafe { libc::setrlimit(res as _, &l) } != 0 {
@@ -123,6 +137,19 @@ pub fn become_process(p: &Process) -> Result<CString> {
     }
     // chdir as root first (runc does), and again as the user if root could not.
     let chdir_first = chdir(&p.cwd);
+    // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter, and a
+    // notify listener must be handed over before `Ready`: load it now, as runc does.
+    let mut listener = None;
+    let mut seccomp_loaded = false;
+    if let Some(f) = &p.seccomp {
+        if !p.no_new_privs || f.listener().is_some() {
+            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+            }
+            listener = f.load().context("linux.seccomp: load the filter")?;
+            seccomp_loaded = true;
+        }
+    }
     capabilities::before_setuid(&p.caps, p.last_cap)?;
     set_user(&p.user)?;
     capabilities::after_setuid(&p.caps)?;
@@ -136,12 +163,31 @@ pub fn become_process(p: &Process) -> Result<CString> {
     if let Some(m) = p.user.umask {
         unsafe { libc::umask(m as libc::mode_t) };
     }
-    find_executable(p)
+    let exe = find_executable(p)?;
+    let home = if p.env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
+        None
+    } else {
+        Some(cstring("HOME", format!("HOME={}", home_of(p.user.uid)).as_bytes())?)
+    };
+    Ok(Resolved { exe, home, listener, seccomp_loaded })
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, "/" when unknown.
+fn home_of(uid: u32) -> String {
+    let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else { return "/".into() };
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
 }
 
 /// The very last steps: clean signal state, only the kept fds, no_new_privs,
 /// seccomp, execve. Returns only on error.
-pub fn exec(p: &Process, exe: &CStr) -> Result<std::convert::Infallible> {
+pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
@@ -153,9 +199,14 @@ pub fn exec(p: &Process, exe: &CStr) -> Result<std::convert::Infallible> {
     if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
     }
+    if let (Some(f), false) = (&p.seccomp, r.seccomp_loaded) {
+        // Last before execve, so none of kraal's own syscalls are filtered.
+        f.load().context("linux.seccomp: load the filter")?;
+    }
+    let exe = &r.exe;
     let mut argv: Vec<*const libc::c_char> = p.args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = p.env.iter().map(|e| e.as_ptr()).collect();
+    let mut envp: Vec<*const libc::c_char> = p.env.iter().chain(&r.home).map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
     unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Err(std::io::Error::last_os_error()).with_context(|| format!("exec {exe:?}"))

@@ -110,7 +110,10 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring()?;
     }
 
-    let exe = become_process(&p.process)?;
+    let resolved = become_process(&p.process)?;
+    if let Some(l) = &resolved.listener {
+        chan.send_seccomp(l.as_fd()).context("sync: send the seccomp listener")?;
+    }
 
     chan.send(&Msg::Ready).context("sync: send Ready")?;
     wait_for_start(host_proc, p.fifo)?;
@@ -119,7 +122,7 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         crate::hooks::run_all("startContainer", &p.start_container_hooks, &state)?;
     }
 
-    finish::exec(&p.process, &exe)
+    finish::exec(&p.process, &resolved)
 }
 
 /// A pty from the container's own devpts becomes the init's controlling terminal

@@ -9,6 +9,7 @@
 //! | init    | `Ready`       | set up, now blocked on exec.fifo until `start`            |
 //! | init    | `Error(text)` | setup failed; the text is the whole error chain           |
 //! | init    | `Pty` + fd    | the pty master, for a foreground `run`/`exec` to proxy    |
+//! | init    | `Seccomp` + fd| the seccomp notify listener, for the runtime to hand over |
 //!
 //! One message per datagram, so a message is never split or merged.
 
@@ -25,6 +26,8 @@ pub enum Msg {
     Error(String),
     /// Carries an fd out of band (SCM_RIGHTS); `Channel::take_fd` returns it.
     Pty,
+    /// Carries the seccomp notify listener fd out of band.
+    Seccomp,
 }
 
 impl Msg {
@@ -49,6 +52,7 @@ impl Msg {
                 v
             }
             Msg::Pty => vec![7],
+            Msg::Seccomp => vec![8],
         }
     }
 
@@ -69,6 +73,7 @@ impl Msg {
             5 => Msg::Ready,
             6 => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             7 => Msg::Pty,
+            8 => Msg::Seccomp,
             _ => return Err(bad()),
         })
     }
@@ -82,6 +87,7 @@ impl Msg {
             Msg::Ready => "Ready",
             Msg::Error(_) => "Error",
             Msg::Pty => "Pty",
+            Msg::Seccomp => "Seccomp",
         }
     }
 }
@@ -149,6 +155,11 @@ impl Channel {
     /// Sends `fd` with a `Pty` message.
     pub fn send_pty(&self, fd: BorrowedFd) -> io::Result<()> {
         crate::tty::send_fd(self.fd(), fd, &Msg::Pty.encode())
+    }
+
+    /// Sends the seccomp notify listener with a `Seccomp` message.
+    pub fn send_seccomp(&self, fd: BorrowedFd) -> io::Result<()> {
+        crate::tty::send_fd(self.fd(), fd, &Msg::Seccomp.encode())
     }
 
     /// The fd that came with the last message, if any.
