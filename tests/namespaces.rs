@@ -1,0 +1,167 @@
+//! Namespaces and kernel settings that need more than a default config: network
+//! devices moved in (runtime-spec 1.3 netDevices), time namespace offsets, user
+//! namespaces with id mappings, sysctls, devices and domainname.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::process::Command;
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A host veth end is moved into the container under a new name with its address,
+/// and leaves the host; when the container is gone nothing of it is left.
+#[test]
+fn net_device_moves_in_renamed_with_its_address() {
+    let t = TestEnv::new();
+    let host = format!("kt{}n{}", std::process::id() % 100_000, t.n);
+    let peer = format!("{host}p");
+    assert!(ip(&[
+        "link", "add", &host, "type", "veth", "peer", "name", &peer
+    ]));
+    {
+        let (h, p) = (host.clone(), peer.clone());
+        t.on_drop(move || {
+            let _ = Command::new("ip").args(["link", "del", &h]).status();
+            let _ = Command::new("ip").args(["link", "del", &p]).status();
+        });
+    }
+    assert!(ip(&["addr", "add", "10.231.7.1/24", "dev", &host]));
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "ip -o addr show dev ceth0; ip -o link show dev ceth0",
+    ]);
+    let h = host.clone();
+    b.edit(|c| c["linux"]["netDevices"] = json!({ h: { "name": "ceth0" } }));
+    let o = t.run(&b);
+    o.ok();
+    let out = o.stdout_now();
+    assert!(out.contains("inet 10.231.7.1/24"), "{out}");
+    assert!(out.contains("ceth0") && out.contains(",UP"), "{out}");
+    // The device left the host while the container had it; the veth is gone with
+    // the container's network namespace (runtime-spec: no move back on delete).
+    assert!(!ip(&["link", "show", "dev", &host]));
+    t.assert_clean();
+}
+
+/// netDevices naming a device the host does not have fails create, names it, and
+/// leaves nothing behind.
+#[test]
+fn missing_net_device_is_named() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| c["linux"]["netDevices"] = json!({ "nosuchdev0": {} }));
+    let o = t
+        .k()
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+    o.fails().stderr_has("nosuchdev0");
+    t.assert_clean();
+}
+
+/// linux.timeOffsets shift the container's boottime clock; the process is really in
+/// the new time namespace (offsets visible in /proc/self/timens_offsets).
+#[test]
+fn time_namespace_offsets_apply() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "cut -d. -f1 /proc/uptime; cat /proc/self/timens_offsets",
+    ]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] =
+            json!({"boottime": {"secs": 1_000_000}, "monotonic": {"secs": 7}});
+    });
+    let o = t.run(&b);
+    o.ok();
+    let lines = o.stdout_lines();
+    let host_up: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let inside: u64 = lines[0].parse().unwrap();
+    assert!(
+        inside >= host_up + 1_000_000 - 5 && inside < host_up + 1_000_000 + 60,
+        "{lines:?} vs {host_up}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["monotonic", "7", "0"]),
+        "{lines:?}"
+    );
+    t.assert_clean();
+}
+
+/// A new user namespace: uid 0 inside maps to the configured host id, files made
+/// inside show the mapped owner on the host.
+#[test]
+fn user_namespace_maps_ids() {
+    let t = TestEnv::new();
+    let base = 200_000 + (t.n as u32 % 100) * 65_536;
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; touch /tmp/made-inside",
+    ]);
+    let out = std::process::Command::new("chown")
+        .args(["-R", &format!("{base}:{base}"), b.rootfs.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
+    });
+    let o = t.run(&b);
+    o.ok();
+    let lines = o.stdout_lines();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", &base.to_string(), "65536"]
+    );
+    assert_eq!(lines[1], "0");
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(b.rootfs.join("tmp/made-inside")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (base, base));
+    t.assert_clean();
+}
+
+/// sysctls, a linux.devices node with its mode and owner, and the domainname.
+#[test]
+fn sysctl_devices_and_domainname() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax; stat -c '%t:%T %a %u:%g' /dev/kdev; cat /proc/sys/kernel/domainname",
+    ]);
+    b.edit(|c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "4242"});
+        c["linux"]["devices"] = json!([{"path": "/dev/kdev", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640, "uid": 7, "gid": 8}]);
+        c["domainname"] = json!("kraal.test");
+    });
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(o.stdout_lines(), ["1", "4242", "1:5 640 7:8", "kraal.test"]);
+    t.assert_clean();
+}
