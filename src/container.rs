@@ -38,6 +38,8 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// `run` without --detach: kraal stays and can proxy a terminal itself.
     pub foreground: bool,
+    /// Running without privileges (cgroups may be missing, id maps via helpers).
+    pub rootless: bool,
 }
 
 /// Undoes a half-made container; disarmed once `create` succeeds.
@@ -119,9 +121,20 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
 
     let hier = cgroups::hierarchies()?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cg = Cgroup::create(&hier, cgroups_path.as_deref(), &o.id)?;
+    let cg = match Cgroup::create(&hier, cgroups_path.as_deref(), &o.id) {
+        // Rootless without a delegated cgroup: run without one, as runc does.
+        Err(e) if o.rootless && is_permission_error(&e) => {
+            crate::logging::warn(&format!("rootless: cgroups are not delegated to this user, running without them ({e:#})"));
+            Cgroup { dirs: Vec::new() }
+        }
+        r => r?,
+    };
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let cg_view: Vec<_> = hier.iter().cloned().zip(cg.dirs.iter().cloned()).collect();
+    let cg_view: Vec<_> = if cg.dirs.is_empty() {
+        Vec::new()
+    } else {
+        hier.iter().cloned().zip(cg.dirs.iter().cloned()).collect()
+    };
     let cg_dirs = cg.dirs.clone();
     undo.cgroup = Some(cg);
     if let (Some(cg), Some(res)) = (&undo.cgroup, &resources) {
@@ -409,7 +422,20 @@ fn listen_fds() -> u32 {
         .unwrap_or(0)
 }
 
+fn is_permission_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)))
+    })
+}
+
+/// Writes the new user namespace's id maps. Root writes them directly; an
+/// unprivileged caller may map only its own ids itself (setgroups denied first),
+/// and needs the setuid newuidmap/newgidmap helpers for anything more.
 fn write_id_maps(pid: libc::pid_t, spec: &Spec) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return write_id_maps_unprivileged(pid, spec);
+    }
     let linux = spec
         .linux()
         .as_ref()
@@ -428,6 +454,39 @@ fn write_id_maps(pid: libc::pid_t, spec: &Spec) -> Result<()> {
         .context("linux.uidMappings: write uid_map")?;
     sys::write_file(&base.join("gid_map"), gid.as_bytes())
         .context("linux.gidMappings: write gid_map")?;
+    Ok(())
+}
+
+fn write_id_maps_unprivileged(pid: libc::pid_t, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().ok_or_else(|| anyhow!("linux: missing"))?;
+    let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let own_only = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        matches!(m.as_deref(), Some([one]) if one.host_id() == id && one.size() == 1)
+    };
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    for (field, file, helper, maps, own) in [
+        ("linux.uidMappings", "uid_map", "newuidmap", linux.uid_mappings(), euid),
+        ("linux.gidMappings", "gid_map", "newgidmap", linux.gid_mappings(), egid),
+    ] {
+        let list = maps.as_deref().unwrap_or(&[]);
+        if own_only(maps, own) {
+            if file == "gid_map" {
+                sys::write_file(&base.join("setgroups"), b"deny").context("deny setgroups for the user namespace")?;
+            }
+            let line = format!("{} {} 1\n", list[0].container_id(), own);
+            sys::write_file(&base.join(file), line.as_bytes()).with_context(|| format!("{field}: write {file}"))?;
+            continue;
+        }
+        let mut cmd = std::process::Command::new(helper);
+        cmd.arg(pid.to_string());
+        for m in list {
+            cmd.args([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
+        }
+        let out = cmd.output().with_context(|| format!("{field}: run {helper} (install the uidmap package)"))?;
+        if !out.status.success() {
+            bail!("{field}: {helper} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
     Ok(())
 }
 

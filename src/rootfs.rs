@@ -141,12 +141,17 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
     let dest = safe_path::mkdir_all(root, &m.dest, 0o755)
         .with_context(|| format!("{label}: create mount point"))?;
     let dpath = sys::fd_path(dest.as_fd());
-    if unified || cg.hierarchies.is_empty() {
-        let (h, dir) = match cg.hierarchies.first() {
-            Some(x) => x,
-            None => bail!("{label}: no cgroup hierarchy is mounted on the host"),
-        };
-        let _ = h;
+    if cg.hierarchies.is_empty() {
+        // No cgroup of its own (rootless, not delegated): show the host's, read-only.
+        sys::mount(Some(c"/sys/fs/cgroup"), &dpath, None, libc::MS_BIND | libc::MS_REC, None)
+            .with_context(|| format!("{label}: bind the host's /sys/fs/cgroup"))?;
+        let top = safe_path::open(root, &m.dest, libc::O_PATH).with_context(|| format!("{label}: reopen"))?;
+        mounts::remount_bind(top.as_fd(), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, 0)
+            .with_context(|| format!("{label}: remount read-only"))?;
+        return Ok(());
+    }
+    if unified {
+        let (_, dir) = &cg.hierarchies[0];
         return mount_hierarchy(&dpath, None, dir, cg.new_ns, flags | ro)
             .with_context(|| format!("{label}: mount cgroup2"));
     }

@@ -79,6 +79,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             foreground: false,
+            rootless: false,
         }
     }
 }
@@ -229,6 +230,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     let root = cli.root.clone().unwrap_or_else(crate::state::default_root);
+    let rootless = match cli.rootless.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => !nix::unistd::geteuid().is_root(),
+    };
     let Some(cmd) = cli.command else {
         use clap::CommandFactory;
         Cli::command().print_help().context("print help")?;
@@ -236,7 +242,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     match cmd {
         Command::Create(a) => {
-            container::create(&root, &a.opts())?;
+            container::create(&root, &CreateOpts { rootless, ..a.opts() })?;
         }
         Command::Start { id } => container::start(&root, &id)?,
         Command::Run {
@@ -244,7 +250,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             detach,
             keep,
         } => {
-            return container::run(&root, &create.opts(), detach, keep);
+            let o = CreateOpts { rootless, ..create.opts() };
+            return container::run(&root, &o, detach, keep);
         }
         Command::Exec(a) => {
             let a = *a;
