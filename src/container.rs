@@ -336,6 +336,12 @@ fn build_plan(
     if let Some(s) = linux.seccomp() {
         process.seccomp = Some(crate::seccomp::compile(s)?);
     }
+    if let Some(p) = linux.personality() {
+        process.attrs.personality = Some(crate::process::attrs::personality(p)?);
+    }
+    if let Some(m) = linux.memory_policy() {
+        process.attrs.mempolicy = Some(crate::process::attrs::mempolicy(m)?);
+    }
     let hostname = spec
         .hostname()
         .as_ref()

@@ -144,16 +144,16 @@ pub const CGROUP_V2: bool = true;
 pub const CGROUP_SYSTEMD: bool = false;
 /// No rdma controller support.
 pub const CGROUP_RDMA: bool = false;
-/// `linux.seccomp` is not applied yet; configs that carry it are refused.
+/// `linux.seccomp` is compiled with libseccomp and loaded before exec (seccomp.rs).
 pub const SECCOMP: bool = true;
-/// `process.apparmorProfile` is not applied; configs that set one are refused.
-pub const APPARMOR: bool = false;
-/// `process.selinuxLabel` is not applied; configs that set one are refused.
-pub const SELINUX: bool = false;
+/// `process.apparmorProfile` is applied where AppArmor is enabled, an error elsewhere.
+pub const APPARMOR: bool = true;
+/// `process.selinuxLabel` is applied where SELinux is enabled, ignored elsewhere (as runc).
+pub const SELINUX: bool = true;
 /// `linux.intelRdt` is not applied; configs that carry it are refused.
 pub const INTEL_RDT: bool = false;
-/// `linux.memoryPolicy` is not applied; configs that carry it are refused.
-pub const MEMORY_POLICY: bool = false;
+/// `linux.memoryPolicy` is applied with set_mempolicy (process::attrs).
+pub const MEMORY_POLICY: bool = true;
 /// id-mapped mounts (`idmap`, `ridmap`, mount `uidMappings`/`gidMappings`) are refused.
 pub const IDMAP_MOUNTS: bool = false;
 /// `linux.netDevices` are moved into the container's network namespace.
@@ -181,10 +181,13 @@ pub fn features() -> Value {
         "mountExtensions": { "idmap": { "enabled": IDMAP_MOUNTS } },
         "netDevices": { "enabled": NET_DEVICES },
     });
-    // features.md has no "enabled" flag for memoryPolicy: listing modes claims support, so
-    // the entry is absent until kraal applies memory policies.
+    // features.md has no "enabled" flag for memoryPolicy: listing modes claims support.
     if MEMORY_POLICY {
-        linux["memoryPolicy"] = json!({});
+        linux["memoryPolicy"] = json!({
+            "modes": ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+                      "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
+            "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"],
+        });
     }
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
@@ -220,8 +223,8 @@ mod tests {
         assert_eq!(*cgroup.systemd_user(), Some(false));
         assert_eq!(*cgroup.rdma(), Some(false));
         assert_eq!(*linux.seccomp().as_ref().unwrap().enabled(), Some(SECCOMP));
-        assert_eq!(*linux.apparmor().as_ref().unwrap().enabled(), Some(false));
-        assert_eq!(*linux.selinux().as_ref().unwrap().enabled(), Some(false));
+        assert_eq!(*linux.apparmor().as_ref().unwrap().enabled(), Some(APPARMOR));
+        assert_eq!(*linux.selinux().as_ref().unwrap().enabled(), Some(SELINUX));
         assert_eq!(*linux.intel_rdt().as_ref().unwrap().enabled(), Some(false));
         assert_eq!(*linux.net_devices().as_ref().unwrap().enabled(), Some(true));
         let idmap = linux
@@ -232,7 +235,7 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(*idmap.enabled(), Some(false));
-        assert!(linux.memory_policy().is_none());
+        assert_eq!(linux.memory_policy().is_some(), MEMORY_POLICY);
         let annotations = f.annotations().as_ref().unwrap();
         assert_eq!(
             annotations.get(ANNOTATION_VERSION).map(String::as_str),

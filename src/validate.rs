@@ -1452,12 +1452,6 @@ mod tests {
     #[test]
     fn unsupported_security_features_are_refused() {
         let mut v = base();
-        v["process"]["apparmorProfile"] = json!("docker-default");
-        assert_err(&v, "process.apparmorProfile: AppArmor is not supported");
-        let mut v = base();
-        v["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
-        assert_err(&v, "process.selinuxLabel: SELinux is not supported");
-        let mut v = base();
         v["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});
         assert_eq!(features::SECCOMP, structure_err(&v).is_empty());
         let mut v = base();

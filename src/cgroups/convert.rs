@@ -71,7 +71,9 @@ pub fn swap_to_v2(swap: i64, limit: i64) -> Result<i64> {
         (0, -1) => -1,
         (-1, _) | (0, _) => swap,
         (_, -1) => swap,
-        (_, 0) => bail!("memory.swap: cannot be set without memory.limit on cgroup v2 (it is memory+swap)"),
+        (_, 0) => bail!(
+            "memory.swap: cannot be set without memory.limit on cgroup v2 (it is memory+swap)"
+        ),
         (_, l) if l < 0 => bail!("memory.limit: {l} is not a valid limit"),
         (s, l) if s < l => {
             bail!("memory.swap: {s} is below memory.limit {l} (swap is memory+swap)")

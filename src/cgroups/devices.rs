@@ -326,15 +326,15 @@ pub fn default_rules() -> Vec<Rule> {
             minor: ANY,
             access: Access::MKNOD,
         },
-        c(1, 3, Access::ALL),   // /dev/null
-        c(1, 8, Access::ALL),   // /dev/random
-        c(1, 7, Access::ALL),   // /dev/full
-        c(5, 0, Access::ALL),   // /dev/tty
-        c(1, 5, Access::ALL),   // /dev/zero
-        c(1, 9, Access::ALL),   // /dev/urandom
+        c(1, 3, Access::ALL),     // /dev/null
+        c(1, 8, Access::ALL),     // /dev/random
+        c(1, 7, Access::ALL),     // /dev/full
+        c(5, 0, Access::ALL),     // /dev/tty
+        c(1, 5, Access::ALL),     // /dev/zero
+        c(1, 9, Access::ALL),     // /dev/urandom
         c(136, ANY, Access::ALL), // /dev/pts/*
-        c(5, 2, Access::ALL),   // /dev/ptmx
-        c(10, 200, Access::ALL), // /dev/net/tun
+        c(5, 2, Access::ALL),     // /dev/ptmx
+        c(10, 200, Access::ALL),  // /dev/net/tun
     ]
 }
 
@@ -430,11 +430,7 @@ mod tests {
         ])
         .unwrap();
         let t = cur.transition(&target);
-        assert_eq!(
-            strings(&t),
-            ["b *:* m", "c 1:5 wm", "c 10:200 rw"],
-            "{t:?}"
-        );
+        assert_eq!(strings(&t), ["b *:* m", "c 1:5 wm", "c 10:200 rw"], "{t:?}");
         assert_eq!(
             t.iter().map(|r| r.allow).collect::<Vec<_>>(),
             [false, false, true]
@@ -469,7 +465,10 @@ mod tests {
         let d: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":true,"type":"p","access":"rw"}"#).unwrap();
         let e = Rule::from_spec(2, &d).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.devices[2].type"), "{e}");
+        assert!(
+            e.to_string().starts_with("linux.resources.devices[2].type"),
+            "{e}"
+        );
         let d: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":true,"major":-5,"access":"r"}"#).unwrap();
         assert!(Rule::from_spec(0, &d).is_err());

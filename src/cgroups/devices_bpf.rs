@@ -232,7 +232,9 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd> {
     };
     match bpf(BPF_PROG_LOAD, &mut attr) {
         Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-        Err(e) if e.raw_os_error() != Some(libc::EACCES) && e.raw_os_error() != Some(libc::EINVAL) => {
+        Err(e)
+            if e.raw_os_error() != Some(libc::EACCES) && e.raw_os_error() != Some(libc::EINVAL) =>
+        {
             return Err(e).context("bpf(BPF_PROG_LOAD) of the device cgroup program");
         }
         Err(_) => {}

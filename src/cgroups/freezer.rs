@@ -80,7 +80,11 @@ fn freeze_v1(dir: &Path) -> Result<()> {
         match state.trim() {
             "FROZEN" => break Ok(()),
             "FREEZING" => {}
-            other => break Err(anyhow::anyhow!("unexpected freezer state {other:?} while freezing")),
+            other => {
+                break Err(anyhow::anyhow!(
+                    "unexpected freezer state {other:?} while freezing"
+                ))
+            }
         }
         if Instant::now() > deadline {
             break Err(anyhow::anyhow!(
@@ -133,7 +137,10 @@ mod tests {
     #[test]
     fn v1_before_v2_and_state() {
         let v1 = FakeDir::new(&[("freezer.state", "THAWED")]);
-        let v2 = FakeDir::new(&[("cgroup.freeze", "0"), ("cgroup.events", "populated 1\nfrozen 0\n")]);
+        let v2 = FakeDir::new(&[
+            ("cgroup.freeze", "0"),
+            ("cgroup.events", "populated 1\nfrozen 0\n"),
+        ]);
         let dirs = vec![v2.0.clone(), v1.0.clone()];
         assert_eq!(find(&dirs), Some(Freezer::V1(&v1.0)));
         // A fake file reads back what was written: FROZEN at once.
@@ -146,7 +153,10 @@ mod tests {
 
     #[test]
     fn v2_writes_cgroup_freeze_and_reads_events() {
-        let v2 = FakeDir::new(&[("cgroup.freeze", "0"), ("cgroup.events", "populated 1\nfrozen 1\n")]);
+        let v2 = FakeDir::new(&[
+            ("cgroup.freeze", "0"),
+            ("cgroup.events", "populated 1\nfrozen 1\n"),
+        ]);
         let dirs = vec![v2.0.clone()];
         freeze(&dirs).unwrap();
         assert_eq!(v2.get("cgroup.freeze"), "1");

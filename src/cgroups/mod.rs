@@ -227,8 +227,7 @@ impl Cgroup {
 
 /// This process's own cgroup directory in a hierarchy.
 fn own_dir(h: &Hierarchy) -> PathBuf {
-    h.mountpoint
-        .join(h.own.strip_prefix("/").unwrap_or(&h.own))
+    h.mountpoint.join(h.own.strip_prefix("/").unwrap_or(&h.own))
 }
 
 /// Makes `dir` and its missing parents; returns the directories it created.
@@ -321,12 +320,31 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Sends `sig` to every process in the cgroup.
+/// Sends `sig` to every process in the cgroup. SIGKILL goes through `kill_all`'s
+/// freeze-kill-thaw, which also reaches the processes of a paused container.
 pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
+    if sig == libc::SIGKILL {
+        kill_frozen(dirs, true);
+        return Ok(());
+    }
     for pid in pids(dirs)? {
         unsafe { libc::kill(pid, sig) };
     }
     Ok(())
+}
+
+/// SIGKILLs every process, with the cgroup frozen when `freeze` so none can fork
+/// meanwhile, then thaws it: a frozen task only dies once thawed (as runc does).
+fn kill_frozen(dirs: &[PathBuf], freeze: bool) {
+    let froze = freeze && freezer::find(dirs).is_some() && freezer::freeze(dirs).is_ok();
+    if let Ok(p) = pids(dirs) {
+        for pid in p {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    if froze || is_frozen(dirs) {
+        let _ = freezer::thaw(dirs);
+    }
 }
 
 /// Kills every process in the cgroup and waits (bounded) until it is empty.
@@ -339,14 +357,14 @@ pub fn kill_all(dirs: &[PathBuf]) -> Result<()> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut first = true;
     loop {
         let p = pids(dirs)?;
         if p.is_empty() {
             return Ok(());
         }
-        for pid in p {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        kill_frozen(dirs, first);
+        first = false;
         if Instant::now() > deadline {
             bail!(
                 "processes remain in cgroup {} after SIGKILL",

@@ -115,7 +115,8 @@ impl OomWatch {
             Kind::V2 { ino, last } => {
                 let mut buf = [0u8; 4096];
                 loop {
-                    let n = unsafe { libc::read(ino.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                    let n =
+                        unsafe { libc::read(ino.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                     if n <= 0 {
                         break;
                     }

@@ -57,7 +57,10 @@ impl Placement {
 
     /// Every controller mounted as v1 (so the v2 side must leave it alone).
     pub fn v1_controllers(&self) -> Vec<String> {
-        self.v1.iter().flat_map(|(c, _)| c.iter().cloned()).collect()
+        self.v1
+            .iter()
+            .flat_map(|(c, _)| c.iter().cloned())
+            .collect()
     }
 
     /// Where controller `v1name` (called `v2name` on cgroup v2) applies: its v1
@@ -84,7 +87,9 @@ impl Placement {
             ));
         }
         if self.v1.is_empty() {
-            Err(anyhow!("the {v2name} controller is not available in cgroup v2"))
+            Err(anyhow!(
+                "the {v2name} controller is not available in cgroup v2"
+            ))
         } else {
             Err(anyhow!("the {v1name} controller is not mounted"))
         }
@@ -134,9 +139,15 @@ fn cpuset_set(c: &LinuxCpu) -> bool {
 
 #[allow(deprecated)]
 fn memory_set(m: &LinuxMemory) -> bool {
-    [m.limit(), m.reservation(), m.swap(), m.kernel(), m.kernel_tcp()]
-        .iter()
-        .any(|v| v.is_some_and(|v| v != 0))
+    [
+        m.limit(),
+        m.reservation(),
+        m.swap(),
+        m.kernel(),
+        m.kernel_tcp(),
+    ]
+    .iter()
+    .any(|v| v.is_some_and(|v| v != 0))
         || m.swappiness().is_some_and(|s| s != u64::MAX)
         || m.disable_oom_killer() == Some(true)
         || m.use_hierarchy().is_some()
@@ -165,7 +176,9 @@ fn plan<'a>(p: &'a Placement, res: &'a LinuxResources, initial: bool) -> Result<
 
     if let Some(c) = res.cpu() {
         if cpuset_set(c) {
-            let t = p.target("cpuset", Some("cpuset")).map_err(|e| ctx("cpu.cpus/mems", e))?;
+            let t = p
+                .target("cpuset", Some("cpuset"))
+                .map_err(|e| ctx("cpu.cpus/mems", e))?;
             let (Target::V1(d) | Target::V2(d)) = t;
             steps.push(Step::Cpuset(d, c));
         }
@@ -180,7 +193,10 @@ fn plan<'a>(p: &'a Placement, res: &'a LinuxResources, initial: bool) -> Result<
         }
     }
     if let Some(m) = res.memory().as_ref().filter(|m| memory_set(m)) {
-        match p.target("memory", Some("memory")).map_err(|e| ctx("memory", e))? {
+        match p
+            .target("memory", Some("memory"))
+            .map_err(|e| ctx("memory", e))?
+        {
             Target::V1(d) => steps.push(Step::MemoryV1(d, m)),
             Target::V2(d) => {
                 v2::check_memory(m)?;
@@ -203,7 +219,10 @@ fn plan<'a>(p: &'a Placement, res: &'a LinuxResources, initial: bool) -> Result<
         steps.push(Step::Pids(d, pids));
     }
     if let Some(b) = res.block_io().as_ref().filter(|b| blkio_set(b)) {
-        match p.target("blkio", Some("io")).map_err(|e| ctx("blockIO", e))? {
+        match p
+            .target("blkio", Some("io"))
+            .map_err(|e| ctx("blockIO", e))?
+        {
             Target::V1(d) => steps.push(Step::Blkio(d, b)),
             Target::V2(d) => {
                 v2::check_io(b)?;
@@ -257,8 +276,9 @@ fn run(step: &Step) -> Result<()> {
         Step::CpuV1(d, c) => v1::cpu(d, c),
         Step::CpuV2(d, c) => v2::cpu(d, c),
         Step::DevicesV1(d, s) => v1::devices(d, s),
-        Step::DevicesBpf(d, s) => devices_bpf::apply(d, s)
-            .map_err(|e| anyhow!("linux.resources.devices: {e:#}")),
+        Step::DevicesBpf(d, s) => {
+            devices_bpf::apply(d, s).map_err(|e| anyhow!("linux.resources.devices: {e:#}"))
+        }
         Step::MemoryV1(d, m) => v1::memory(d, m),
         Step::MemoryV2(d, m) => v2::memory(d, m),
         Step::Pids(d, p) => v1::pids(d, p),
@@ -362,8 +382,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("linux.resources.hugepageLimits: the hugetlb controller is not enabled for"),
+            e.to_string().starts_with(
+                "linux.resources.hugepageLimits: the hugetlb controller is not enabled for"
+            ),
             "{e}"
         );
         let e = apply(&p, &res(r#"{"unified":{"memory.high":"1"}}"#), false).unwrap_err();
@@ -385,7 +406,11 @@ mod tests {
             v2: None,
         };
         let e = apply(&p, &res(r#"{"unified":{"pids.max":"3"}}"#), false).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.unified: needs cgroup v2"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("linux.resources.unified: needs cgroup v2"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -416,7 +441,11 @@ mod tests {
         assert_eq!(d.get("pids.max"), "max");
         assert_eq!(d.get("io.weight"), "1");
         let e = apply(&p, &res(r#"{"memory":{"swappiness":1}}"#), false).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.memory.swappiness"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("linux.resources.memory.swappiness"),
+            "{e}"
+        );
         let e = apply(&p, &res(r#"{"network":{"classID":1}}"#), false).unwrap_err();
         assert_eq!(
             e.to_string(),

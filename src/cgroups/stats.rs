@@ -569,7 +569,10 @@ mod tests {
         assert_eq!(e[0].op, "Read");
         assert_eq!(e[0].value, 4096);
         let mut b = Blkio::default();
-        parse_io_stat("8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n", &mut b);
+        parse_io_stat(
+            "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+            &mut b,
+        );
         assert_eq!(b.io_service_bytes_recursive.len(), 2);
         assert_eq!(b.io_serviced_recursive[1].op, "Write");
         let psi = parse_psi(

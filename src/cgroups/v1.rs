@@ -9,8 +9,8 @@ use super::devices::State;
 use super::file::{self, errno};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxInterfacePriority, LinuxMemory,
-    LinuxPids, LinuxRdma,
+    LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxInterfacePriority, LinuxMemory, LinuxPids,
+    LinuxRdma,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -242,7 +242,13 @@ pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         file::write(dir, "blkio.leaf_weight", &w.to_string())
             .with_context(|| format!("{f}.leafWeight"))?;
     }
-    for (i, d) in b.weight_device().as_deref().unwrap_or(&[]).iter().enumerate() {
+    for (i, d) in b
+        .weight_device()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
         let field = format!("{f}.weightDevice[{i}]");
         if let Some(w) = d.weight().filter(|&w| w != 0) {
             need(weight_device, &format!("weightDevice[{i}].weight"))?;
@@ -267,10 +273,26 @@ pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         }
     }
     let throttles = [
-        ("throttleReadBpsDevice", b.throttle_read_bps_device(), "read_bps_device"),
-        ("throttleWriteBpsDevice", b.throttle_write_bps_device(), "write_bps_device"),
-        ("throttleReadIOPSDevice", b.throttle_read_iops_device(), "read_iops_device"),
-        ("throttleWriteIOPSDevice", b.throttle_write_iops_device(), "write_iops_device"),
+        (
+            "throttleReadBpsDevice",
+            b.throttle_read_bps_device(),
+            "read_bps_device",
+        ),
+        (
+            "throttleWriteBpsDevice",
+            b.throttle_write_bps_device(),
+            "write_bps_device",
+        ),
+        (
+            "throttleReadIOPSDevice",
+            b.throttle_read_iops_device(),
+            "read_iops_device",
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            b.throttle_write_iops_device(),
+            "write_iops_device",
+        ),
     ];
     for (field, list, name) in throttles {
         for (i, d) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -436,7 +458,10 @@ mod tests {
     fn swap_without_accounting() {
         let d = FakeDir::new(&[(MEM_LIMIT, "1048576")]);
         let e = memory(&d.0, &mem(r#"{"limit":4096,"swap":8192}"#)).unwrap_err();
-        assert!(format!("{e:#}").starts_with("linux.resources.memory.swap: "), "{e:#}");
+        assert!(
+            format!("{e:#}").starts_with("linux.resources.memory.swap: "),
+            "{e:#}"
+        );
         assert!(format!("{e:#}").contains("swapaccount"), "{e:#}");
     }
 
@@ -445,7 +470,10 @@ mod tests {
         let d = FakeDir::new(&[]);
         let e = memory(&d.0, &mem(r#"{"reservation":4096}"#)).unwrap_err();
         let s = format!("{e:#}");
-        assert!(s.starts_with("linux.resources.memory.reservation: write \"4096\" to "), "{s}");
+        assert!(
+            s.starts_with("linux.resources.memory.reservation: write \"4096\" to "),
+            "{s}"
+        );
         assert!(s.contains("memory.soft_limit_in_bytes"), "{s}");
     }
 
@@ -480,7 +508,10 @@ mod tests {
         let d = FakeDir::new(&[("cpu.cfs_quota_us", "")]);
         let c: LinuxCpu = serde_json::from_str(r#"{"burst":5}"#).unwrap();
         let e = cpu(&d.0, &c).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.cpu.burst"), "{e}");
+        assert!(
+            e.to_string().starts_with("linux.resources.cpu.burst"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -522,7 +553,11 @@ mod tests {
         assert_eq!(d.get("blkio.weight"), "300");
         let b: LinuxBlockIo = serde_json::from_str(r#"{"leafWeight":300}"#).unwrap();
         let e = blkio(&d.0, &b).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.blockIO.leafWeight: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("linux.resources.blockIO.leafWeight: "),
+            "{e}"
+        );
     }
 
     #[test]

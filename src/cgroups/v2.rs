@@ -172,7 +172,13 @@ pub fn check_io(b: &LinuxBlockIo) -> Result<()> {
     if b.leaf_weight().is_some_and(|w| w != 0) {
         bail!("{f}.leafWeight: cgroup v2 has no leaf weights");
     }
-    for (i, d) in b.weight_device().as_deref().unwrap_or(&[]).iter().enumerate() {
+    for (i, d) in b
+        .weight_device()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
         if d.leaf_weight().is_some_and(|w| w != 0) {
             bail!("{f}.weightDevice[{i}].leafWeight: cgroup v2 has no leaf weights");
         }
@@ -208,7 +214,13 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         let name = weight_file().with_context(|| format!("{f}.weight"))?;
         file::write(dir, name, &conv(w)).with_context(|| format!("{f}.weight"))?;
     }
-    for (i, d) in b.weight_device().as_deref().unwrap_or(&[]).iter().enumerate() {
+    for (i, d) in b
+        .weight_device()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
         if let Some(w) = d.weight().filter(|&w| w != 0) {
             let field = format!("{f}.weightDevice[{i}].weight");
             let name = weight_file().with_context(|| field.clone())?;
@@ -221,10 +233,26 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         }
     }
     let throttles = [
-        ("throttleReadBpsDevice", b.throttle_read_bps_device(), "rbps"),
-        ("throttleWriteBpsDevice", b.throttle_write_bps_device(), "wbps"),
-        ("throttleReadIOPSDevice", b.throttle_read_iops_device(), "riops"),
-        ("throttleWriteIOPSDevice", b.throttle_write_iops_device(), "wiops"),
+        (
+            "throttleReadBpsDevice",
+            b.throttle_read_bps_device(),
+            "rbps",
+        ),
+        (
+            "throttleWriteBpsDevice",
+            b.throttle_write_bps_device(),
+            "wbps",
+        ),
+        (
+            "throttleReadIOPSDevice",
+            b.throttle_read_iops_device(),
+            "riops",
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            b.throttle_write_iops_device(),
+            "wiops",
+        ),
     ];
     for (field, list, key) in throttles {
         for (i, d) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -401,7 +429,10 @@ mod tests {
         memory(&d.0, &mem(r#"{"swap":2097152}"#)).unwrap();
         assert_eq!(d.get("memory.swap.max"), "1048576");
         let e = memory(&d.0, &mem(r#"{"limit":4096,"swap":2048}"#)).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.memory.swap"), "{e}");
+        assert!(
+            e.to_string().starts_with("linux.resources.memory.swap"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -462,7 +493,11 @@ mod tests {
         assert_eq!(d.get("cpu.max"), "max 50000");
         let c: LinuxCpu = serde_json::from_str(r#"{"realtimeRuntime":10}"#).unwrap();
         let e = cpu(&d.0, &c).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.cpu.realtimeRuntime"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("linux.resources.cpu.realtimeRuntime"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -484,7 +519,10 @@ mod tests {
         assert_eq!(d.get("io.bfq.weight"), "500");
         let d = FakeDir::new(&[("io.max", "")]);
         let e = io(&d.0, &b2).unwrap_err();
-        assert!(format!("{e:#}").starts_with("linux.resources.blockIO.weight: neither"), "{e:#}");
+        assert!(
+            format!("{e:#}").starts_with("linux.resources.blockIO.weight: neither"),
+            "{e:#}"
+        );
         let b3: LinuxBlockIo = serde_json::from_str(r#"{"leafWeight":10}"#).unwrap();
         assert!(io(&d.0, &b3).is_err());
     }

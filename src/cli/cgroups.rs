@@ -242,8 +242,7 @@ pub fn update_resources(a: &UpdateArgs) -> Result<LinuxResources> {
 }
 
 fn from_json(v: Value, what: &str) -> Result<LinuxResources> {
-    serde_path_to_error::deserialize(v)
-        .map_err(|e| anyhow!("{what}: {}: {}", e.path(), e.inner()))
+    serde_path_to_error::deserialize(v).map_err(|e| anyhow!("{what}: {}: {}", e.path(), e.inner()))
 }
 
 pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
@@ -392,7 +391,10 @@ pub fn ps(root: &Path, a: &PsArgs) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    print!("{}", filter_ps(&String::from_utf8_lossy(&out.stdout), &pids)?);
+    print!(
+        "{}",
+        filter_ps(&String::from_utf8_lossy(&out.stdout), &pids)?
+    );
     Ok(())
 }
 
@@ -521,7 +523,10 @@ mod tests {
         assert!(e.to_string().contains("cannot be combined"), "{e}");
         std::fs::write(&dir, r#"{"memory":{"limit":"lots"}}"#).unwrap();
         let e = update_resources(&update_args(&["-r", p, "c1"])).unwrap_err();
-        assert!(e.to_string().starts_with("--resources: memory.limit"), "{e}");
+        assert!(
+            e.to_string().starts_with("--resources: memory.limit"),
+            "{e}"
+        );
         std::fs::remove_file(&dir).unwrap();
     }
 
@@ -547,7 +552,10 @@ mod tests {
 
     #[test]
     fn events_args() {
-        match T::try_parse_from(["t", "events", "--stats", "c1"]).unwrap().c {
+        match T::try_parse_from(["t", "events", "--stats", "c1"])
+            .unwrap()
+            .c
+        {
             C::Events(e) => {
                 assert!(e.stats);
                 assert_eq!(e.interval, "5s");

@@ -35,6 +35,7 @@ pub struct Process {
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
     pub seccomp: Option<crate::seccomp::Filter>,
+    pub attrs: crate::process::attrs::Attrs,
 }
 
 /// What `become_process` found inside the container, for `exec`.
@@ -91,6 +92,7 @@ impl Process {
             terminal: p.terminal().unwrap_or(false),
             console_size: p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
             seccomp: None,
+            attrs: crate::process::attrs::Attrs::from_process(p)?,
         })
     }
 }
@@ -136,6 +138,7 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
         }
     }
     // chdir as root first (runc does), and again as the user if root could not.
+    p.attrs.apply_early()?;
     let chdir_first = chdir(&p.cwd);
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter, and a
     // notify listener must be handed over before `Ready`: load it now, as runc does.
@@ -199,6 +202,7 @@ pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
     if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
     }
+    p.attrs.apply_late()?;
     if let (Some(f), false) = (&p.seccomp, r.seccomp_loaded) {
         // Last before execve, so none of kraal's own syscalls are filtered.
         f.load().context("linux.seccomp: load the filter")?;
