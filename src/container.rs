@@ -143,6 +143,14 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
 
     let fifo = make_fifo(&dir_path.join(state::FIFO))?;
     let mut plan = build_plan(&spec, &bundle, o, cg_view)?;
+    // Id-mapped trees are made here, once, and attached by the init (move_mount).
+    let mut trees = Vec::new();
+    for m in plan.rootfs.mounts.iter_mut() {
+        if let Some(t) = mounts::make_idmapped_tree(m)? {
+            m.detached = Some(t.as_raw_fd());
+            trees.push(t);
+        }
+    }
     plan.fifo = fifo.as_raw_fd();
     plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
 
@@ -157,6 +165,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         cg.add(pid)?;
     }
     drop(console);
+    drop(trees);
     let mut pty = None;
     let moved = move_net_devices(pid, &spec)?;
     chan.send(&Msg::Go).context("sync: send Go to the init")?;
@@ -285,9 +294,13 @@ fn build_plan(
         .as_ref()
         .ok_or_else(|| anyhow!("process: is required to create a container"))?;
 
+    let container_maps = match (linux.uid_mappings(), linux.gid_mappings()) {
+        (Some(u), Some(g)) => Some((u.as_slice(), g.as_slice())),
+        _ => None,
+    };
     let mut mounts_p = Vec::new();
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
-        mounts_p.push(mounts::Prepared::from_spec(i, m, bundle)?);
+        mounts_p.push(mounts::Prepared::from_spec(i, m, bundle, container_maps)?);
     }
     let setup_dev = !mounts_p
         .iter()

@@ -154,8 +154,8 @@ pub const SELINUX: bool = true;
 pub const INTEL_RDT: bool = false;
 /// `linux.memoryPolicy` is applied with set_mempolicy (process::attrs).
 pub const MEMORY_POLICY: bool = true;
-/// id-mapped mounts (`idmap`, `ridmap`, mount `uidMappings`/`gidMappings`) are refused.
-pub const IDMAP_MOUNTS: bool = false;
+/// id-mapped bind mounts (`idmap`, `ridmap`, mount `uidMappings`/`gidMappings`) via MOUNT_ATTR_IDMAP.
+pub const IDMAP_MOUNTS: bool = true;
 /// `linux.netDevices` are moved into the container's network namespace.
 pub const NET_DEVICES: bool = true;
 
@@ -234,7 +234,7 @@ mod tests {
             .idmap()
             .as_ref()
             .unwrap();
-        assert_eq!(*idmap.enabled(), Some(false));
+        assert_eq!(*idmap.enabled(), Some(IDMAP_MOUNTS));
         assert_eq!(linux.memory_policy().is_some(), MEMORY_POLICY);
         let annotations = f.annotations().as_ref().unwrap();
         assert_eq!(

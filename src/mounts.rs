@@ -44,7 +44,8 @@ pub fn parse_options(opts: &[String]) -> Options {
     let mut o = Options::default();
     for opt in opts {
         let (set, clr): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
-            "defaults" => (0, 0),
+            // Handled by the id-mapping code, never filesystem data.
+            "defaults" | "idmap" | "ridmap" => (0, 0),
             "ro" => (libc::MS_RDONLY, 0),
             "rw" => (0, libc::MS_RDONLY),
             "nosuid" => (libc::MS_NOSUID, 0),
@@ -148,6 +149,11 @@ pub struct Prepared {
     pub opts: Options,
     /// For bind mounts: whether the source is a directory (else a file is made).
     pub source_is_dir: bool,
+    /// id mappings for an id-mapped bind mount: (uid lines, gid lines, recursive).
+    pub idmap: Option<(String, String, bool)>,
+    /// The id-mapped tree, made by the runtime before the fork (open_tree +
+    /// mount_setattr), attached by the init with move_mount.
+    pub detached: Option<std::os::fd::RawFd>,
 }
 
 impl Prepared {
@@ -155,6 +161,7 @@ impl Prepared {
         index: usize,
         m: &oci_spec::runtime::Mount,
         bundle: &Path,
+        container_maps: Option<(&[LinuxIdMapping], &[LinuxIdMapping])>,
     ) -> Result<Prepared> {
         let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
         let fstype = m.typ().clone().filter(|t| !t.is_empty());
@@ -182,6 +189,7 @@ impl Prepared {
                 .with_context(|| format!("mounts[{index}]: source {}", src.display()))?;
             source_is_dir = md.is_dir();
         }
+        let idmap = idmap_of(m, container_maps);
         Ok(Prepared {
             index,
             dest: safe_path::relative(m.destination()),
@@ -189,12 +197,115 @@ impl Prepared {
             fstype,
             opts,
             source_is_dir,
+            idmap,
+            detached: None,
         })
     }
 
     fn label(&self) -> String {
         format!("mounts[{}] (/{})", self.index, self.dest.display())
     }
+}
+
+use oci_spec::runtime::LinuxIdMapping;
+
+fn map_lines(m: &[LinuxIdMapping]) -> String {
+    m.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// The mappings of an id-mapped mount: its own, or (runtime-spec 1.2, `idmap` with no
+/// mappings) the container's user namespace mappings.
+fn idmap_of(
+    m: &oci_spec::runtime::Mount,
+    container: Option<(&[LinuxIdMapping], &[LinuxIdMapping])>,
+) -> Option<(String, String, bool)> {
+    let opts = m.options().as_deref().unwrap_or(&[]);
+    let recursive = opts.iter().any(|o| o == "ridmap");
+    let wants = recursive || opts.iter().any(|o| o == "idmap");
+    let own = (
+        m.uid_mappings().as_deref().filter(|v| !v.is_empty()),
+        m.gid_mappings().as_deref().filter(|v| !v.is_empty()),
+    );
+    match own {
+        (Some(u), Some(g)) => Some((map_lines(u), map_lines(g), recursive)),
+        _ if wants => container.map(|(u, g)| (map_lines(u), map_lines(g), recursive)),
+        _ => None,
+    }
+}
+
+/// A user namespace holding `uid`/`gid` maps, as an fd for MOUNT_ATTR_IDMAP: a
+/// short-lived child unshares it, we write its maps and keep the namespace.
+pub fn make_userns(uid: &str, gid: &str) -> Result<std::os::fd::OwnedFd> {
+    let mut p = [0; 2];
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe");
+    }
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork for an id-mapping user namespace");
+    }
+    if pid == 0 {
+        unsafe {
+            libc::close(p[0]);
+            let ok: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 { 1 } else { 0 };
+            libc::write(p[1], (&ok as *const u8).cast(), 1);
+            libc::close(p[1]);
+            // Stay until the runtime has what it needs; it kills us.
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    unsafe { libc::close(p[1]) };
+    let mut ok = 0u8;
+    let n = unsafe { libc::read(p[0], (&mut ok as *mut u8).cast(), 1) };
+    unsafe { libc::close(p[0]) };
+    let r = (|| -> Result<std::os::fd::OwnedFd> {
+        if n != 1 || ok != 1 {
+            bail!("unshare a user namespace for an id-mapped mount");
+        }
+        let base = std::path::PathBuf::from(format!("/proc/{pid}"));
+        sys::write_file(&base.join("uid_map"), uid.as_bytes()).context("write uid_map")?;
+        sys::write_file(&base.join("gid_map"), gid.as_bytes()).context("write gid_map")?;
+        let f = std::fs::File::open(base.join("ns/user")).context("open the user namespace")?;
+        Ok(f.into())
+    })();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    r
+}
+
+/// Clones the bind source as a detached tree and id-maps it (runtime side).
+pub fn make_idmapped_tree(m: &Prepared) -> Result<Option<std::os::fd::OwnedFd>> {
+    let Some((uid, gid, recursive)) = &m.idmap else { return Ok(None) };
+    let label = m.label();
+    let src = m.source.as_ref().with_context(|| format!("{label}: id-mapped mount without a source"))?;
+    let userns = make_userns(uid, gid).with_context(|| format!("{label}: id mappings"))?;
+    const OPEN_TREE_CLONE: u32 = 1;
+    let c = sys::cstr(src)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+    if m.opts.flags & libc::MS_REC != 0 {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: open_tree {}", src.display()));
+    }
+    let tree = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = sys::MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
+    };
+    let rec = if *recursive { libc::AT_RECURSIVE as u32 } else { 0 };
+    sys::mount_setattr(tree.as_fd(), rec, &attr).with_context(|| format!("{label}: id-map {}", src.display()))?;
+    Ok(Some(tree))
 }
 
 fn opt_c(s: Option<&str>) -> Result<Option<CString>> {
@@ -301,7 +412,24 @@ pub fn mount_one(root: BorrowedFd, m: &Prepared) -> Result<()> {
         Some(m.opts.data.join(","))
     };
     let src = opt_c(m.source.as_ref().and_then(|s| s.to_str()).or(fstype))?;
-    if m.opts.is_bind() {
+    if let Some(tree) = m.detached {
+        const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+        const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree,
+                c"".as_ptr(),
+                std::os::fd::AsRawFd::as_raw_fd(&target),
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: attach the id-mapped mount"));
+        }
+        unsafe { libc::close(tree) };
+    } else if m.opts.is_bind() {
         let bind = libc::MS_BIND | (m.opts.flags & libc::MS_REC);
         sys::mount(src.as_deref(), &tpath, None, bind, None).with_context(|| {
             format!(
@@ -309,6 +437,8 @@ pub fn mount_one(root: BorrowedFd, m: &Prepared) -> Result<()> {
                 m.source.as_deref().unwrap_or(Path::new("")).display()
             )
         })?;
+    }
+    if m.opts.is_bind() {
         // The new mount hides what `target` pointed at: resolve it again.
         let mounted = safe_path::open(root, &m.dest, libc::O_PATH)
             .with_context(|| format!("{label}: reopen after mount"))?;

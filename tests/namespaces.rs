@@ -165,3 +165,27 @@ fn sysctl_devices_and_domainname() {
     assert_eq!(o.stdout_lines(), ["1", "4242", "1:5 640 7:8", "kraal.test"]);
     t.assert_clean();
 }
+
+/// An id-mapped bind mount shows the source's files with mapped owners; the host
+/// files keep theirs.
+#[test]
+fn idmapped_bind_mount_maps_ownership() {
+    let t = TestEnv::new();
+    let src = t.dir("idsrc");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let mut b = t.bundle(&["stat", "-c", "%u:%g", "/mnt/id/f"]);
+    let s = src.to_str().unwrap().to_string();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/id", "type": "bind", "source": s, "options": ["bind"],
+            "uidMappings": [{"containerID": 0, "hostID": 4242, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 4343, "size": 1}],
+        }));
+    });
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(o.stdout_lines(), ["4242:4343"]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(src.join("f")).unwrap().uid(), 0);
+    t.assert_clean();
+}

@@ -585,7 +585,7 @@ mod tests {
             std::fs::write(d.join("cgroup.controllers"), "cpu memory").unwrap();
             std::fs::write(d.join("cgroup.subtree_control"), "").unwrap();
         }
-        enable_controllers(&root.0, &own, &leaf, &[leaf.clone()]);
+        enable_controllers(&root.0, &own, &leaf, std::slice::from_ref(&leaf));
         assert_eq!(root.get("cgroup.subtree_control"), "");
         assert_eq!(
             std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),

@@ -234,7 +234,7 @@ pub fn update_resources(a: &UpdateArgs) -> Result<LinuxResources> {
         serde_json::from_str(&data).with_context(|| format!("--resources: parse {src}"))?;
     // `"pids": {}` means "no change" to runc; oci-spec would read it as limit 0.
     if let Some(p) = value.get("pids") {
-        if p.get("limit").map_or(true, Value::is_null) {
+        if matches!(p.get("limit"), None | Some(Value::Null)) {
             value.as_object_mut().map(|o| o.remove("pids"));
         }
     }
@@ -433,7 +433,7 @@ mod tests {
     }
     #[derive(clap::Subcommand)]
     enum C {
-        Update(UpdateArgs),
+        Update(Box<UpdateArgs>),
         Ps(PsArgs),
         Events(EventsArgs),
     }
@@ -442,7 +442,7 @@ mod tests {
         let mut v = vec!["t", "update"];
         v.extend(args);
         match T::try_parse_from(v).unwrap().c {
-            C::Update(u) => u,
+            C::Update(u) => *u,
             _ => unreachable!(),
         }
     }
