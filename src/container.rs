@@ -100,7 +100,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
-    let spec = validate::load(&bundle)?;
+    let mut spec = validate::load(&bundle)?;
     validate::validate(&spec, &bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     tty::check_flags(terminal, !o.foreground, o.console_socket.is_some())?;
@@ -141,6 +141,14 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         cg.apply(&hier, res)?;
     }
 
+    let notify_socket = crate::notify::host_socket();
+    if notify_socket.is_some() {
+        let m = crate::notify::container_mount(&dir_path)?;
+        spec.mounts_mut().get_or_insert_with(Vec::new).push(m);
+        if let Some(p) = spec.process_mut() {
+            p.env_mut().get_or_insert_with(Vec::new).push(crate::notify::container_env());
+        }
+    }
     let fifo = make_fifo(&dir_path.join(state::FIFO))?;
     let mut plan = build_plan(&spec, &bundle, o, cg_view)?;
     // Id-mapped trees are made here, once, and attached by the init (move_mount).
@@ -220,6 +228,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         own_pidns: plan.ns.new_pidns,
         net_devices: moved,
         config: Some(spec.clone()),
+        notify_socket,
     };
     if let Some(d) = &undo.dir {
         d.save(&saved)?;
@@ -547,6 +556,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Status::Running | Status::Paused => bail!("cannot start an already running container"),
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
+    let notify = match &saved.notify_socket {
+        Some(host) => Some((crate::notify::listen(&dir.path)?, host.clone())),
+        None => None,
+    };
     let fifo = dir.fifo();
     let c = sys::cstr(&fifo)?;
     let f = sys::openat(None, &c, libc::O_RDONLY | libc::O_NONBLOCK, 0)
@@ -573,6 +586,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    if let Some((sock, host)) = &notify {
+        crate::notify::wait_ready(sock, host, saved.pid, || state::process_alive(saved.pid, saved.init_start))?;
+    }
     if let Some(spec) = &saved.config {
         let post = hook_list(spec, |h| h.poststart());
         if !post.is_empty() {

@@ -67,6 +67,9 @@ pub struct Saved {
     /// The config the container was created from (hooks, process for exec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<oci_spec::runtime::Spec>,
+    /// The caller's NOTIFY_SOCKET at create: `start` reports readiness there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_socket: Option<PathBuf>,
 }
 
 /// Validates a container id as runc does; it becomes a directory name.

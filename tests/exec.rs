@@ -313,3 +313,73 @@ fn hook_timeout_kills_the_hook() {
     assert!(start.elapsed() < Duration::from_secs(30));
     t.assert_clean();
 }
+
+/// NOTIFY_SOCKET: `start` waits for the container's READY=1 and passes readiness
+/// on to the caller's socket with MAINPID set to the container's init.
+#[test]
+fn notify_socket_readiness_is_forwarded() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["/notify-ready"]);
+    // busybox has no sd_notify client: a tiny static one, built here.
+    let src = t.dir("notify").join("n.c");
+    std::fs::write(
+        &src,
+        r#"#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+    const char *p = getenv("NOTIFY_SOCKET");
+    if (!p) return 2;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+    int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+    sleep(1);
+    const char *m = "STATUS=starting\n";
+    sendto(s, m, strlen(m), 0, (struct sockaddr *)&a, sizeof a);
+    m = "READY=1\n";
+    if (sendto(s, m, strlen(m), 0, (struct sockaddr *)&a, sizeof a) < 0) return 3;
+    pause();
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let st = std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(b.rootfs.join("notify-ready"))
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "gcc -static");
+    b.save();
+    let host = t.dir("notify").join("host.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&host).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut create = t
+        .k()
+        .command(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+    create.env("NOTIFY_SOCKET", &host);
+    t.k().exec(create).ok();
+    let mut start = t.k().command(&["start", &b.id]);
+    start.env("NOTIFY_SOCKET", &host);
+    let began = Instant::now();
+    t.k().exec(start).ok();
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "start returned before READY=1"
+    );
+    let mut buf = [0u8; 512];
+    let n = listener.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    let pid = t.k().pid(&b.id);
+    assert!(
+        msg.contains("READY=1") && msg.contains(&format!("MAINPID={pid}")),
+        "{msg}"
+    );
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.assert_clean();
+}

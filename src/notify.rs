@@ -1,0 +1,97 @@
+//! sd_notify passthrough (NOTIFY_SOCKET), as runc does it: `create` bind-mounts a
+//! directory of the state dir into the container at /run/notify and points the
+//! container's NOTIFY_SOCKET there; `start` listens on it, waits for READY=1 and
+//! tells the caller's NOTIFY_SOCKET, with MAINPID set to the container's init.
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const IN_CONTAINER_DIR: &str = "/run/notify";
+const SOCKET: &str = "notify.sock";
+
+/// The caller's notify socket, if it asked for readiness notification.
+pub fn host_socket() -> Option<PathBuf> {
+    std::env::var_os("NOTIFY_SOCKET")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The host-side directory holding the container's notify socket.
+pub fn state_dir(container_dir: &Path) -> PathBuf {
+    container_dir.join("notify")
+}
+
+/// The mount and env entry the container gets.
+pub fn container_mount(container_dir: &Path) -> Result<oci_spec::runtime::Mount> {
+    let dir = state_dir(container_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let m = serde_json::json!({
+        "destination": IN_CONTAINER_DIR,
+        "type": "bind",
+        "source": dir,
+        "options": ["bind", "nosuid", "noexec", "nodev", "ro"],
+    });
+    serde_json::from_value(m).context("notify socket mount")
+}
+
+pub fn container_env() -> String {
+    format!("NOTIFY_SOCKET={IN_CONTAINER_DIR}/{SOCKET}")
+}
+
+/// Bound before the init is released, so the container can always reach it.
+pub fn listen(container_dir: &Path) -> Result<UnixDatagram> {
+    let dir = state_dir(container_dir);
+    let p = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&p);
+    // A long state root would not fit sun_path: bind through the directory's fd.
+    let d = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()))?;
+    let short = format!(
+        "/proc/self/fd/{}/{SOCKET}",
+        std::os::fd::AsRawFd::as_raw_fd(&d)
+    );
+    let s = UnixDatagram::bind(&short).with_context(|| format!("bind {}", p.display()))?;
+    // The container's user may not be root.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777));
+    Ok(s)
+}
+
+/// Waits for READY=1 from the container (while `alive` says the init runs), then
+/// forwards readiness to `host` with the init's pid.
+pub fn wait_ready(
+    sock: &UnixDatagram,
+    host: &Path,
+    pid: i32,
+    alive: impl Fn() -> bool,
+) -> Result<()> {
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .context("notify socket timeout")?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]);
+                if msg.lines().any(|l| l.trim() == "READY=1") {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !alive() {
+                    bail!("the container exited before it reported READY=1 on NOTIFY_SOCKET");
+                }
+            }
+            Err(e) => return Err(e).context("read the container's notify socket"),
+        }
+    }
+    let out = UnixDatagram::unbound().context("notify socket")?;
+    out.send_to(format!("READY=1\nMAINPID={pid}\n").as_bytes(), host)
+        .with_context(|| format!("NOTIFY_SOCKET {}: send READY=1", host.display()))?;
+    Ok(())
+}
