@@ -287,6 +287,8 @@ fn run_child(p: &Plan, chan: &Channel) -> ! {
 
 fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     chan.expect(&Msg::Go).context("wait for the runtime")?;
+    // Not dumpable while kraal's image is inside the container (CVE-2019-5736 class).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if let Some(u) = &p.user_ns {
         sys::setns(u.as_fd(), libc::CLONE_NEWUSER).context("setns user namespace")?;
     }

@@ -206,7 +206,14 @@ impl Cgroup {
     /// Applies `linux.resources` on create, before the init runs: every set field,
     /// plus the device list (the spec's rules, then the devices every container gets).
     /// Nothing is written when any field cannot be applied.
+    /// A container without cgroups (rootless, not delegated) accepts no limits.
     pub fn apply(&self, hier: &[Hierarchy], res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        if self.dirs.is_empty() {
+            if let Some(f) = resources::first_limit(res) {
+                bail!("linux.resources.{f}: the container has no cgroup to enforce it (rootless without delegated cgroups)");
+            }
+            return Ok(());
+        }
         resources::apply(&Placement::new(hier, &self.dirs), res, true)
     }
 

@@ -79,11 +79,12 @@ impl Placement {
             return Ok(Target::V2(dir));
         }
         if v2::controllers(mount).iter().any(|c| c == v2name) {
-            let parent = dir.parent().unwrap_or(mount);
             return Err(anyhow!(
-                "the {v2name} controller is not enabled for {} (it is missing from {}; kraal does not change the cgroups it runs in)",
+                "the {v2name} controller is not enabled for {} (not passed down by {})",
                 dir.display(),
-                parent.join("cgroup.subtree_control").display()
+                blocker(mount, dir, v2name)
+                    .join("cgroup.subtree_control")
+                    .display()
             ));
         }
         if self.v1.is_empty() {
@@ -94,6 +95,21 @@ impl Placement {
             Err(anyhow!("the {v1name} controller is not mounted"))
         }
     }
+}
+
+/// The topmost cgroup between `mount` and `dir` that does not enable `controller`
+/// for its children.
+fn blocker(mount: &Path, dir: &Path, controller: &str) -> PathBuf {
+    let mut d = mount.to_path_buf();
+    let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
+    for c in rel.components() {
+        let enabled = super::file::read(&d, "cgroup.subtree_control").unwrap_or_default();
+        if !enabled.split_whitespace().any(|c| c == controller) {
+            return d;
+        }
+        d.push(c);
+    }
+    d
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +124,8 @@ enum Step<'a> {
     CpuV1(&'a Path, &'a LinuxCpu),
     CpuV2(&'a Path, &'a LinuxCpu),
     DevicesV1(&'a Path, State),
-    DevicesBpf(&'a Path, State),
+    /// The bool: the config asked for device rules (else only the defaults apply).
+    DevicesBpf(&'a Path, State, bool),
     MemoryV1(&'a Path, &'a LinuxMemory),
     MemoryV2(&'a Path, &'a LinuxMemory),
     Pids(&'a Path, &'a LinuxPids),
@@ -188,7 +205,7 @@ fn plan<'a>(p: &'a Placement, res: &'a LinuxResources, initial: bool) -> Result<
         let state = State::from_rules(&rules).map_err(|e| ctx("devices", e))?;
         match (p.v1("devices"), p.v2_dir()) {
             (Some(d), _) => steps.push(Step::DevicesV1(d, state)),
-            (None, Some(d)) => steps.push(Step::DevicesBpf(d, state)),
+            (None, Some(d)) => steps.push(Step::DevicesBpf(d, state, res.devices().is_some())),
             (None, None) => bail!("linux.resources.devices: the devices controller is not mounted"),
         }
     }
@@ -276,9 +293,19 @@ fn run(step: &Step) -> Result<()> {
         Step::CpuV1(d, c) => v1::cpu(d, c),
         Step::CpuV2(d, c) => v2::cpu(d, c),
         Step::DevicesV1(d, s) => v1::devices(d, s),
-        Step::DevicesBpf(d, s) => {
-            devices_bpf::apply(d, s).map_err(|e| anyhow!("linux.resources.devices: {e:#}"))
-        }
+        Step::DevicesBpf(d, s, asked) => match devices_bpf::apply(d, s) {
+            Ok(()) => Ok(()),
+            // Unprivileged kraal in a delegated cgroup cannot load BPF programs; with no
+            // rules in the config, the user namespace already keeps host devices out
+            // (runc skips this case too).
+            Err(e) if !asked && !nix::unistd::geteuid().is_root() => {
+                crate::logging::warn(&format!(
+                    "linux.resources.devices: default device rules not applied: {e:#}"
+                ));
+                Ok(())
+            }
+            Err(e) => Err(anyhow!("linux.resources.devices: {e:#}")),
+        },
         Step::MemoryV1(d, m) => v1::memory(d, m),
         Step::MemoryV2(d, m) => v2::memory(d, m),
         Step::Pids(d, p) => v1::pids(d, p),
@@ -291,6 +318,36 @@ fn run(step: &Step) -> Result<()> {
         Step::Rdma(d, r) => v1::rdma(d, r),
         Step::Unified(d, u) => v2::unified(d, u),
     }
+}
+
+/// The first limit `res` sets, for refusing a config that needs a cgroup when the
+/// container has none (rootless without delegated cgroups). Device rules do not
+/// count: without a cgroup the user namespace keeps host devices out.
+pub fn first_limit(res: &LinuxResources) -> Option<&'static str> {
+    let set = [
+        ("memory", res.memory().as_ref().is_some_and(memory_set)),
+        (
+            "cpu",
+            res.cpu()
+                .as_ref()
+                .is_some_and(|c| cpu_bandwidth_set(c) || cpuset_set(c)),
+        ),
+        ("pids", res.pids().is_some()),
+        ("blockIO", res.block_io().as_ref().is_some_and(blkio_set)),
+        (
+            "hugepageLimits",
+            res.hugepage_limits()
+                .as_ref()
+                .is_some_and(|h| !h.is_empty()),
+        ),
+        ("network", res.network().is_some()),
+        ("rdma", res.rdma().as_ref().is_some_and(|r| !r.is_empty())),
+        (
+            "unified",
+            res.unified().as_ref().is_some_and(|u| !u.is_empty()),
+        ),
+    ];
+    set.into_iter().find(|(_, s)| *s).map(|(f, _)| f)
 }
 
 /// Applies every set field of `res`. `initial` is true on create (see [`plan`]).
@@ -387,6 +444,12 @@ mod tests {
             ),
             "{e}"
         );
+        let blocked_at = root.0.join("unified/cgroup.subtree_control");
+        assert!(
+            e.to_string()
+                .ends_with(&format!("(not passed down by {})", blocked_at.display())),
+            "{e}"
+        );
         let e = apply(&p, &res(r#"{"unified":{"memory.high":"1"}}"#), false).unwrap_err();
         assert!(e.to_string().contains("cgroup v1"), "{e}");
         // Unset or zero values need no controller.
@@ -396,6 +459,24 @@ mod tests {
             false,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn limits_that_need_a_cgroup() {
+        assert_eq!(first_limit(&res(r#"{"devices":[]}"#)), None);
+        assert_eq!(
+            first_limit(&res(r#"{"memory":{}, "cpu":{"shares":0}}"#)),
+            None
+        );
+        assert_eq!(
+            first_limit(&res(r#"{"cpu":{"cpus":"0"},"pids":{"limit":3}}"#)),
+            Some("cpu")
+        );
+        let cg = super::super::Cgroup { dirs: vec![] };
+        let e = cg.apply(&[], &res(r#"{"pids":{"limit":3}}"#)).unwrap_err();
+        assert!(e.to_string().starts_with("linux.resources.pids: "), "{e}");
+        cg.apply(&[], &res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#))
+            .unwrap();
     }
 
     #[test]

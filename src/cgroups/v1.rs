@@ -69,6 +69,9 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
     // checkBeforeUpdate needs no code on v1: the kernel itself refuses a limit below
     // the usage (EBUSY), which write_limit explains.
     match (limit, swap) {
+        (Some(l), Some(s)) if s != -1 && l != -1 && s < l => {
+            bail!("{f}.swap: {s} is below memory.limit {l} (swap is memory+swap)")
+        }
         (Some(l), Some(s)) => {
             // memsw must stay >= the limit at every step: raise swap first when growing.
             let cur = file::read_u64(dir, MEM_LIMIT).with_context(|| format!("{f}.limit"))?;
@@ -133,9 +136,20 @@ fn write_or_defer(dir: &Path, name: &str, value: String, retry: bool) -> Result<
 
 pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     let f = "linux.resources.cpu";
+    // Leaving SCHED_IDLE must come first: an idle group refuses new shares.
+    if c.idle() == Some(0) {
+        file::write(dir, "cpu.idle", "0").with_context(|| format!("{f}.idle"))?;
+    }
     if let Some(shares) = c.shares().filter(|&s| s != 0) {
-        file::write(dir, "cpu.shares", &shares.to_string())
-            .with_context(|| format!("{f}.shares"))?;
+        if let Err(e) = file::write(dir, "cpu.shares", &shares.to_string()) {
+            let idle = file::read(dir, "cpu.idle").unwrap_or_default();
+            if errno(&e) == Some(libc::EINVAL) && idle.trim() == "1" {
+                return Err(e).context(format!(
+                    "{f}.shares: the cgroup is SCHED_IDLE (cpu.idle 1), set idle to 0 to give it shares"
+                ));
+            }
+            return Err(e).context(format!("{f}.shares"));
+        }
         // The kernel clamps out-of-range shares silently: read back and say so.
         let got = file::read_u64(dir, "cpu.shares").with_context(|| format!("{f}.shares"))?;
         if got != shares {
@@ -169,7 +183,7 @@ pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
             file::write(dir, "cpu.cfs_burst_us", &b).with_context(|| format!("{f}.burst"))?;
         }
     }
-    if let Some(idle) = c.idle() {
+    if let Some(idle) = c.idle().filter(|&i| i != 0) {
         file::write(dir, "cpu.idle", &idle.to_string()).with_context(|| format!("{f}.idle"))?;
     }
     let runtime = c.realtime_runtime().filter(|&r| r != 0);
@@ -452,6 +466,17 @@ mod tests {
         memory(&d.0, &mem(r#"{"limit":-1}"#)).unwrap();
         assert_eq!(d.get(MEM_LIMIT), "-1");
         assert_eq!(d.get(MEMSW_LIMIT), "-1");
+    }
+
+    #[test]
+    fn swap_below_limit_is_refused() {
+        let d = FakeDir::new(&[(MEM_LIMIT, "0"), (MEMSW_LIMIT, "0")]);
+        let e = memory(&d.0, &mem(r#"{"limit":4096,"swap":2048}"#)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "linux.resources.memory.swap: 2048 is below memory.limit 4096 (swap is memory+swap)"
+        );
+        assert_eq!(d.get(MEM_LIMIT), "0");
     }
 
     #[test]

@@ -529,13 +529,18 @@ mod tests {
 
     #[test]
     fn hugetlb_names() {
-        let d = FakeDir::new(&[("hugetlb.2MB.max", ""), ("hugetlb.1GB.max", "")]);
+        let d = FakeDir::new(&[
+            ("hugetlb.2MB.max", ""),
+            ("hugetlb.2MB.rsvd.max", ""),
+            ("hugetlb.1GB.max", ""),
+        ]);
         let l: Vec<LinuxHugepageLimit> = serde_json::from_str(
             r#"[{"pageSize":"2MB","limit":-1},{"pageSize":"1GB","limit":1073741824}]"#,
         )
         .unwrap();
         hugetlb(&d.0, &l, &["1GB".into(), "2MB".into()]).unwrap();
         assert_eq!(d.get("hugetlb.2MB.max"), "max");
+        assert_eq!(d.get("hugetlb.2MB.rsvd.max"), "max");
         assert_eq!(d.get("hugetlb.1GB.max"), "1073741824");
     }
 

@@ -53,6 +53,10 @@ pub fn run(plan: &Plan, chan: &Channel) -> ! {
 
 fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     chan.expect(&Msg::Go).context("wait for the runtime")?;
+    // Until execve replaces it, this process is kraal's image inside the container:
+    // keep its /proc entries (exe, fds, memory) out of the container's reach
+    // (CVE-2019-5736 class). execve makes the user process dumpable again.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 
     let mut k = namespaces::Kernel;
     namespaces::enter_user(&p.ns, &mut k)?;
