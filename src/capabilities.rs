@@ -27,7 +27,10 @@ pub fn last_cap() -> u32 {
 pub fn number(c: &Capability) -> Result<u32> {
     let name = serde_json::to_value(c).context("encode capability")?;
     let name = name.as_str().unwrap_or_default();
-    match crate::features::CAPABILITIES.iter().position(|n| *n == name) {
+    match crate::features::CAPABILITIES
+        .iter()
+        .position(|n| *n == name)
+    {
         Some(i) => Ok(i as u32),
         None => bail!("unknown capability {name:?}"),
     }
@@ -36,7 +39,9 @@ pub fn number(c: &Capability) -> Result<u32> {
 /// Converts the config into masks. Names the kernel lacks are dropped with a
 /// warning (as runc does); an absent config grants nothing.
 pub fn from_spec(c: Option<&LinuxCapabilities>, last: u32) -> Result<Sets> {
-    let Some(c) = c else { return Ok(Sets::default()) };
+    let Some(c) = c else {
+        return Ok(Sets::default());
+    };
     let mask = |field: &str, set: &Option<oci_spec::runtime::Capabilities>| -> Result<u64> {
         let mut m = 0u64;
         for cap in set.iter().flatten() {
@@ -84,8 +89,9 @@ pub fn before_setuid(s: &Sets, last: u32) -> Result<()> {
         if s.bounding & (1 << cap) == 0 {
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
             if r != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("process.capabilities.bounding: drop capability {cap}"));
+                return Err(std::io::Error::last_os_error()).with_context(|| {
+                    format!("process.capabilities.bounding: drop capability {cap}")
+                });
             }
         }
     }
@@ -98,22 +104,47 @@ pub fn before_setuid(s: &Sets, last: u32) -> Result<()> {
 /// Step 2, after the uid switch: set effective/permitted/inheritable, then ambient.
 pub fn after_setuid(s: &Sets) -> Result<()> {
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    let mut hdr = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let lo = |m: u64| m as u32;
     let hi = |m: u64| (m >> 32) as u32;
     let data = [
-        CapData { effective: lo(s.effective), permitted: lo(s.permitted), inheritable: lo(s.inheritable) },
-        CapData { effective: hi(s.effective), permitted: hi(s.permitted), inheritable: hi(s.inheritable) },
+        CapData {
+            effective: lo(s.effective),
+            permitted: lo(s.permitted),
+            inheritable: lo(s.inheritable),
+        },
+        CapData {
+            effective: hi(s.effective),
+            permitted: hi(s.permitted),
+            inheritable: hi(s.inheritable),
+        },
     ];
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     if r != 0 {
         return Err(std::io::Error::last_os_error()).context("process.capabilities: capset");
     }
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     for cap in 0..64u32 {
         if s.ambient & (1 << cap) != 0 {
             let r = unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0)
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                )
             };
             if r != 0 {
                 return Err(std::io::Error::last_os_error()).with_context(|| {
@@ -126,7 +157,10 @@ pub fn after_setuid(s: &Sets) -> Result<()> {
 }
 
 fn cap_name(n: u32) -> &'static str {
-    crate::features::CAPABILITIES.get(n as usize).copied().unwrap_or("?")
+    crate::features::CAPABILITIES
+        .get(n as usize)
+        .copied()
+        .unwrap_or("?")
 }
 
 #[cfg(test)]

@@ -102,7 +102,11 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let mut spec = validate::load(&bundle)?;
     validate::validate(&spec, &bundle)?;
-    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     tty::check_flags(terminal, !o.foreground, o.console_socket.is_some())?;
     let console = match &o.console_socket {
         Some(p) if terminal => Some(tty::connect_console_socket(p)?),
@@ -124,7 +128,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let cg = match Cgroup::create(&hier, cgroups_path.as_deref(), &o.id) {
         // Rootless without a delegated cgroup: run without one, as runc does.
         Err(e) if o.rootless && is_permission_error(&e) => {
-            crate::logging::warn(&format!("rootless: cgroups are not delegated to this user, running without them ({e:#})"));
+            crate::logging::warn(&format!(
+                "rootless: cgroups are not delegated to this user, running without them ({e:#})"
+            ));
             Cgroup { dirs: Vec::new() }
         }
         r => r?,
@@ -137,8 +143,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     };
     let cg_dirs = cg.dirs.clone();
     undo.cgroup = Some(cg);
-    if let (Some(cg), Some(res)) = (&undo.cgroup, &resources) {
-        cg.apply(&hier, res)?;
+    // Always applied: with no resources the container still gets runc's device list.
+    if let Some(cg) = &undo.cgroup {
+        cg.apply(&hier, &resources.unwrap_or_default())?;
     }
 
     let notify_socket = crate::notify::host_socket();
@@ -146,7 +153,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         let m = crate::notify::container_mount(&dir_path)?;
         spec.mounts_mut().get_or_insert_with(Vec::new).push(m);
         if let Some(p) = spec.process_mut() {
-            p.env_mut().get_or_insert_with(Vec::new).push(crate::notify::container_env());
+            p.env_mut()
+                .get_or_insert_with(Vec::new)
+                .push(crate::notify::container_env());
         }
     }
     let fifo = make_fifo(&dir_path.join(state::FIFO))?;
@@ -162,8 +171,11 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     plan.fifo = fifo.as_raw_fd();
     plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
 
-    let annotations: BTreeMap<String, String> =
-        spec.annotations().clone().map(|a| a.into_iter().collect()).unwrap_or_default();
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .map(|a| a.into_iter().collect())
+        .unwrap_or_default();
     let (mut pid, chan) = spawn::spawn(&plan, &[lock_fd])?;
     undo.child = Some(pid);
     if plan.ns.new_userns {
@@ -187,19 +199,43 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 chan.send(&Msg::Go).context("sync: send Go to the init")?;
             }
             Some(Msg::CreateHooks) => {
-                let st = hooks::state_json(spec.version(), &o.id, "creating", pid, &bundle, &annotations);
+                let st = hooks::state_json(
+                    spec.version(),
+                    &o.id,
+                    "creating",
+                    pid,
+                    &bundle,
+                    &annotations,
+                );
                 if let Some(h) = spec.hooks() {
                     // Deprecated, but still run, right before createRuntime as runc does.
                     #[allow(deprecated)]
                     hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &st)?;
-                    hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &st)?;
+                    hooks::run_all(
+                        "createRuntime",
+                        h.create_runtime().as_deref().unwrap_or(&[]),
+                        &st,
+                    )?;
                 }
-                chan.send(&Msg::HooksDone(st)).context("sync: send HooksDone")?;
+                chan.send(&Msg::HooksDone(st))
+                    .context("sync: send HooksDone")?;
             }
             Some(Msg::Pty) => pty = chan.take_fd(),
             Some(Msg::Seccomp) => {
-                let st = hooks::state_json(spec.version(), &o.id, "creating", pid, &bundle, &annotations);
-                crate::exec::hand_over_listener(plan.process.seccomp.as_ref(), chan.take_fd(), pid, &st)?;
+                let st = hooks::state_json(
+                    spec.version(),
+                    &o.id,
+                    "creating",
+                    pid,
+                    &bundle,
+                    &annotations,
+                );
+                crate::exec::hand_over_listener(
+                    plan.process.seccomp.as_ref(),
+                    chan.take_fd(),
+                    pid,
+                    &st,
+                )?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(anyhow!(e)),
@@ -399,7 +435,11 @@ fn build_plan(
                 .collect(),
             sysctl,
             no_pivot: o.no_pivot,
-            cwd: spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default(),
+            cwd: spec
+                .process()
+                .as_ref()
+                .map(|p| p.cwd().clone())
+                .unwrap_or_default(),
             cgroups: rootfs::CgroupView {
                 hierarchies: cgroups,
                 new_ns: new_cgroupns,
@@ -427,7 +467,10 @@ fn hook_list(
     spec: &Spec,
     f: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
 ) -> Vec<oci_spec::runtime::Hook> {
-    spec.hooks().as_ref().and_then(|h| f(h).clone()).unwrap_or_default()
+    spec.hooks()
+        .as_ref()
+        .and_then(|h| f(h).clone())
+        .unwrap_or_default()
 }
 
 #[allow(deprecated)]
@@ -452,8 +495,12 @@ fn listen_fds() -> u32 {
 
 fn is_permission_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| matches!(io.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)))
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+            )
+        })
     })
 }
 
@@ -486,33 +533,60 @@ fn write_id_maps(pid: libc::pid_t, spec: &Spec) -> Result<()> {
 }
 
 fn write_id_maps_unprivileged(pid: libc::pid_t, spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref().ok_or_else(|| anyhow!("linux: missing"))?;
-    let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    let own_only = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
-        matches!(m.as_deref(), Some([one]) if one.host_id() == id && one.size() == 1)
-    };
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| anyhow!("linux: missing"))?;
+    let (euid, egid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let own_only = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| matches!(m.as_deref(), Some([one]) if one.host_id() == id && one.size() == 1);
     let base = PathBuf::from(format!("/proc/{pid}"));
     for (field, file, helper, maps, own) in [
-        ("linux.uidMappings", "uid_map", "newuidmap", linux.uid_mappings(), euid),
-        ("linux.gidMappings", "gid_map", "newgidmap", linux.gid_mappings(), egid),
+        (
+            "linux.uidMappings",
+            "uid_map",
+            "newuidmap",
+            linux.uid_mappings(),
+            euid,
+        ),
+        (
+            "linux.gidMappings",
+            "gid_map",
+            "newgidmap",
+            linux.gid_mappings(),
+            egid,
+        ),
     ] {
         let list = maps.as_deref().unwrap_or(&[]);
         if own_only(maps, own) {
             if file == "gid_map" {
-                sys::write_file(&base.join("setgroups"), b"deny").context("deny setgroups for the user namespace")?;
+                sys::write_file(&base.join("setgroups"), b"deny")
+                    .context("deny setgroups for the user namespace")?;
             }
             let line = format!("{} {} 1\n", list[0].container_id(), own);
-            sys::write_file(&base.join(file), line.as_bytes()).with_context(|| format!("{field}: write {file}"))?;
+            sys::write_file(&base.join(file), line.as_bytes())
+                .with_context(|| format!("{field}: write {file}"))?;
             continue;
         }
         let mut cmd = std::process::Command::new(helper);
         cmd.arg(pid.to_string());
         for m in list {
-            cmd.args([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
+            cmd.args([
+                m.container_id().to_string(),
+                m.host_id().to_string(),
+                m.size().to_string(),
+            ]);
         }
-        let out = cmd.output().with_context(|| format!("{field}: run {helper} (install the uidmap package)"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("{field}: run {helper} (install the uidmap package)"))?;
         if !out.status.success() {
-            bail!("{field}: {helper} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "{field}: {helper} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     Ok(())
@@ -587,12 +661,21 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
     if let Some((sock, host)) = &notify {
-        crate::notify::wait_ready(sock, host, saved.pid, || state::process_alive(saved.pid, saved.init_start))?;
+        crate::notify::wait_ready(sock, host, saved.pid, || {
+            state::process_alive(saved.pid, saved.init_start)
+        })?;
     }
     if let Some(spec) = &saved.config {
         let post = hook_list(spec, |h| h.poststart());
         if !post.is_empty() {
-            let st = hooks::state_json(&saved.oci_version, id, "running", saved.pid, &saved.bundle, &saved.annotations);
+            let st = hooks::state_json(
+                &saved.oci_version,
+                id,
+                "running",
+                saved.pid,
+                &saved.bundle,
+                &saved.annotations,
+            );
             // runtime-spec 1.3: a failing poststart hook stops the container.
             if let Err(e) = hooks::run_all("poststart", &post, &st) {
                 if let Ok(pfd) = sys::pidfd_open(saved.pid) {
@@ -616,7 +699,10 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32>
             libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old_mask);
         }
     }
-    let o = &CreateOpts { foreground: !detach, ..o.clone() };
+    let o = &CreateOpts {
+        foreground: !detach,
+        ..o.clone()
+    };
     let created = create(root, o)?;
     if let Err(e) = start(root, &o.id) {
         let _ = delete(root, &o.id, true);
@@ -672,7 +758,10 @@ pub fn wait_forwarding(pid: libc::pid_t, proxy: Option<tty::Proxy>) -> i32 {
         match &proxy {
             Some(p) if pty_open => {
                 pty_open = p.pump(&mut stdin_open);
-                let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                let now = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
                 loop {
                     let sig = unsafe { libc::sigtimedwait(&set, &mut info, &now) };
                     if sig <= 0 {
@@ -714,7 +803,12 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         bail!("container {id:?} is not running");
     }
     sys::pidfd_send_signal(pfd.as_fd(), sig)
-        .with_context(|| format!("container {id:?}: send signal {sig}"))
+        .with_context(|| format!("container {id:?}: send signal {sig}"))?;
+    // SIGKILL to a paused container takes effect once it is thawed (as runc does).
+    if sig == libc::SIGKILL && cgroups::is_frozen(&saved.cgroup_dirs) {
+        cgroups::thaw(&saved.cgroup_dirs)?;
+    }
+    Ok(())
 }
 
 /// Removes a container. A created one is killed first (containerd deletes created
@@ -751,6 +845,10 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
         if let Ok(pfd) = sys::pidfd_open(s.pid) {
             if state::process_alive(s.pid, s.init_start) {
                 let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
+                // A frozen process only dies once thawed.
+                if cgroups::is_frozen(&s.cgroup_dirs) {
+                    let _ = cgroups::thaw(&s.cgroup_dirs);
+                }
                 let mut p = libc::pollfd {
                     fd: pfd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -775,7 +873,14 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
     if let Some(spec) = &s.config {
         let post = hook_list(spec, |h| h.poststop());
         if !post.is_empty() {
-            let st = hooks::state_json(&s.oci_version, &s.id, "stopped", 0, &s.bundle, &s.annotations);
+            let st = hooks::state_json(
+                &s.oci_version,
+                &s.id,
+                "stopped",
+                0,
+                &s.bundle,
+                &s.annotations,
+            );
             // A failing poststop hook is only a warning: the container is gone anyway.
             if let Err(e) = hooks::run_all("poststop", &post, &st) {
                 crate::logging::warn(&format!("{e:#}"));

@@ -36,7 +36,10 @@ pub struct ExecOpts {
 
 /// The process to run: process.json as given, or the container's process with
 /// the command-line overrides, as runc builds it.
-pub fn build_process(base: Option<&oci_spec::runtime::Process>, o: &ExecOpts) -> Result<oci_spec::runtime::Process> {
+pub fn build_process(
+    base: Option<&oci_spec::runtime::Process>,
+    o: &ExecOpts,
+) -> Result<oci_spec::runtime::Process> {
     if let Some(f) = &o.process_file {
         let data = std::fs::read(f).with_context(|| format!("--process {}", f.display()))?;
         let de = &mut serde_json::Deserializer::from_slice(&data);
@@ -67,11 +70,16 @@ pub fn build_process(base: Option<&oci_spec::runtime::Process>, o: &ExecOpts) ->
             Some((a, b)) => (a, Some(b)),
             None => (u.as_str(), None),
         };
-        let uid: u32 = uid.parse().map_err(|_| anyhow!("--user {u:?}: uid must be numeric (uid[:gid])"))?;
+        let uid: u32 = uid
+            .parse()
+            .map_err(|_| anyhow!("--user {u:?}: uid must be numeric (uid[:gid])"))?;
         let mut user = p.user().clone();
         user.set_uid(uid);
         if let Some(g) = gid {
-            user.set_gid(g.parse().map_err(|_| anyhow!("--user {u:?}: gid must be numeric"))?);
+            user.set_gid(
+                g.parse()
+                    .map_err(|_| anyhow!("--user {u:?}: gid must be numeric"))?,
+            );
         }
         p.set_user(user);
     }
@@ -83,10 +91,21 @@ pub fn build_process(base: Option<&oci_spec::runtime::Process>, o: &ExecOpts) ->
     if !o.caps.is_empty() {
         let mut c = p.capabilities().clone().unwrap_or_default();
         for name in &o.caps {
-            let full = if name.to_ascii_uppercase().starts_with("CAP_") { name.to_ascii_uppercase() } else { format!("CAP_{}", name.to_ascii_uppercase()) };
+            let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+                name.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", name.to_ascii_uppercase())
+            };
             let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
                 .map_err(|_| anyhow!("--cap {name:?}: unknown capability"))?;
-            for set in [c.bounding().clone(), c.effective().clone(), c.permitted().clone()].iter().enumerate() {
+            for set in [
+                c.bounding().clone(),
+                c.effective().clone(),
+                c.permitted().clone(),
+            ]
+            .iter()
+            .enumerate()
+            {
                 let mut s = set.1.clone().unwrap_or_default();
                 s.insert(cap);
                 match set.0 {
@@ -133,7 +152,9 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         bail!("--process-label: SELinux is not enabled on this host");
     }
     let dir = Dir::open(root, &o.id)?;
-    let saved = dir.load()?.ok_or_else(|| anyhow!("container {:?} is still being created", o.id))?;
+    let saved = dir
+        .load()?
+        .ok_or_else(|| anyhow!("container {:?} is still being created", o.id))?;
     match dir.status(Some(&saved)) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
@@ -152,8 +173,17 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
 
     // The init's namespaces, opened now and pinned by fd; then make sure the pid
     // still names the init (not a reused pid).
-    let mut plan = Plan { user_ns: None, others: Vec::new(), process, console_socket: None };
-    let nss = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let mut plan = Plan {
+        user_ns: None,
+        others: Vec::new(),
+        process,
+        console_socket: None,
+    };
+    let nss = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
     for ns in &nss {
         let t = ns.typ();
         let path = format!("/proc/{}/ns/{}", saved.pid, ns_file(t));
@@ -210,7 +240,14 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                 }
                 Some(Msg::Pty) => pty = parent.take_fd(),
                 Some(Msg::Seccomp) => {
-                    let st = crate::hooks::state_json(&saved.oci_version, &o.id, "running", saved.pid, &saved.bundle, &saved.annotations);
+                    let st = crate::hooks::state_json(
+                        &saved.oci_version,
+                        &o.id,
+                        "running",
+                        saved.pid,
+                        &saved.bundle,
+                        &saved.annotations,
+                    );
                     hand_over_listener(plan.process.seccomp.as_ref(), parent.take_fd(), pid, &st)?;
                 }
                 Some(Msg::Ready) => return Ok(pty),
@@ -249,8 +286,12 @@ pub fn hand_over_listener(
     pid: i32,
     state: &[u8],
 ) -> Result<()> {
-    let (Some(f), Some(fd)) = (filter, fd) else { bail!("sync: seccomp listener expected but missing") };
-    let Some(l) = f.listener() else { bail!("linux.seccomp: a listener fd arrived without listenerPath") };
+    let (Some(f), Some(fd)) = (filter, fd) else {
+        bail!("sync: seccomp listener expected but missing")
+    };
+    let Some(l) = f.listener() else {
+        bail!("linux.seccomp: a listener fd arrived without listenerPath")
+    };
     let ps = crate::seccomp::process_state(pid, l.metadata.as_deref(), state)?;
     crate::seccomp::send_listener(&l.path, fd.as_fd(), &ps)
         .with_context(|| format!("linux.seccomp.listenerPath {}", l.path.display()))
@@ -258,9 +299,14 @@ pub fn hand_over_listener(
 
 /// The cgroup dirs the exec process joins: the container's, or a sub-cgroup of it.
 fn exec_cgroups(dirs: &[PathBuf], sub: Option<&str>) -> Result<Vec<PathBuf>> {
-    let Some(sub) = sub else { return Ok(dirs.to_vec()) };
+    let Some(sub) = sub else {
+        return Ok(dirs.to_vec());
+    };
     let rel = crate::fs::safe_path::relative(Path::new(sub));
-    if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if rel
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         bail!("--cgroup {sub:?}: must not contain ..");
     }
     let out: Vec<PathBuf> = dirs.iter().map(|d| d.join(&rel)).collect();
@@ -301,12 +347,18 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         return Err(std::io::Error::last_os_error()).context("fork into the pid namespace");
     }
     if pid > 0 {
-        let code = if chan.send(&Msg::Pid(pid)).is_ok() { 0 } else { 1 };
+        let code = if chan.send(&Msg::Pid(pid)).is_ok() {
+            0
+        } else {
+            1
+        };
         unsafe { libc::_exit(code) }
     }
-    chan.expect(&Msg::Go).context("wait for the runtime after the second fork")?;
+    chan.expect(&Msg::Go)
+        .context("wait for the runtime after the second fork")?;
     if p.process.terminal {
-        let (master, slave) = tty::open_pty(c"/dev/ptmx").context("process.terminal: allocate a pty")?;
+        let (master, slave) =
+            tty::open_pty(c"/dev/ptmx").context("process.terminal: allocate a pty")?;
         if let Some((rows, cols)) = p.process.console_size {
             tty::set_size(master.as_fd(), rows, cols)?;
         }
@@ -314,14 +366,18 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         match p.console_socket {
             Some(fd) => {
                 let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                tty::send_fd(sock, master.as_fd(), b"/dev/ptmx").context("--console-socket: send the pty master")?;
+                tty::send_fd(sock, master.as_fd(), b"/dev/ptmx")
+                    .context("--console-socket: send the pty master")?;
             }
-            None => chan.send_pty(master.as_fd()).context("sync: send the pty master")?,
+            None => chan
+                .send_pty(master.as_fd())
+                .context("sync: send the pty master")?,
         }
     }
     let resolved = finish::become_process(&p.process)?;
     if let Some(l) = &resolved.listener {
-        chan.send_seccomp(l.as_fd()).context("sync: send the seccomp listener")?;
+        chan.send_seccomp(l.as_fd())
+            .context("sync: send the seccomp listener")?;
     }
     chan.send(&Msg::Ready).context("sync: send Ready")?;
     finish::exec(&p.process, &resolved)

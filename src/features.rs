@@ -142,8 +142,8 @@ pub const CGROUP_V1: bool = true;
 pub const CGROUP_V2: bool = true;
 /// No systemd cgroup driver (`--systemd-cgroup`).
 pub const CGROUP_SYSTEMD: bool = false;
-/// No rdma controller support.
-pub const CGROUP_RDMA: bool = false;
+/// rdma limits are applied on v1 and v2 (cgroups/resources.rs).
+pub const CGROUP_RDMA: bool = true;
 /// `linux.seccomp` is compiled with libseccomp and loaded before exec (seccomp.rs).
 pub const SECCOMP: bool = true;
 /// `process.apparmorProfile` is applied where AppArmor is enabled, an error elsewhere.
@@ -221,9 +221,12 @@ mod tests {
         assert_eq!(*cgroup.v2(), Some(true));
         assert_eq!(*cgroup.systemd(), Some(false));
         assert_eq!(*cgroup.systemd_user(), Some(false));
-        assert_eq!(*cgroup.rdma(), Some(false));
+        assert_eq!(*cgroup.rdma(), Some(CGROUP_RDMA));
         assert_eq!(*linux.seccomp().as_ref().unwrap().enabled(), Some(SECCOMP));
-        assert_eq!(*linux.apparmor().as_ref().unwrap().enabled(), Some(APPARMOR));
+        assert_eq!(
+            *linux.apparmor().as_ref().unwrap().enabled(),
+            Some(APPARMOR)
+        );
         assert_eq!(*linux.selinux().as_ref().unwrap().enabled(), Some(SELINUX));
         assert_eq!(*linux.intel_rdt().as_ref().unwrap().enabled(), Some(false));
         assert_eq!(*linux.net_devices().as_ref().unwrap().enabled(), Some(true));

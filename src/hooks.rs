@@ -66,7 +66,9 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         // A hook that ignores its stdin closes the pipe early: that is not an error.
         let _ = stdin.write_all(state);
     }
-    let deadline = h.timeout().map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+    let deadline = h
+        .timeout()
+        .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
     let status = loop {
         if let Some(s) = child.try_wait().context("wait")? {
             break s;
@@ -74,7 +76,10 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("timed out after {}s and was killed", h.timeout().unwrap_or(0));
+            bail!(
+                "timed out after {}s and was killed",
+                h.timeout().unwrap_or(0)
+            );
         }
         std::thread::sleep(Duration::from_millis(1));
     };
@@ -123,10 +128,22 @@ mod tests {
             r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; echo \" $0 $1 $FOO\" >> {0}","x","y"],"env":["FOO=bar"]}}"#,
             out.display()
         ));
-        let st = state_json("1.3.0", "c1", "creating", 42, std::path::Path::new("/b"), &Default::default());
+        let st = state_json(
+            "1.3.0",
+            "c1",
+            "creating",
+            42,
+            std::path::Path::new("/b"),
+            &Default::default(),
+        );
         run_all("createRuntime", &[h], &st).unwrap();
         let got = std::fs::read_to_string(&out).unwrap();
-        assert!(got.starts_with(r#"{"bundle":"/b","id":"c1","ociVersion":"1.3.0","pid":42,"status":"creating"}"#), "{got}");
+        assert!(
+            got.starts_with(
+                r#"{"bundle":"/b","id":"c1","ociVersion":"1.3.0","pid":42,"status":"creating"}"#
+            ),
+            "{got}"
+        );
         assert!(got.ends_with(" x y bar\n"), "{got}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -136,7 +153,10 @@ mod tests {
         let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo boom >&2; exit 7"]}"#);
         let e = run_all("prestart", &[h], b"{}").unwrap_err();
         let msg = format!("{e:#}");
-        assert!(msg.contains("prestart[0] hook /bin/sh: exit status 7: boom"), "{msg}");
+        assert!(
+            msg.contains("prestart[0] hook /bin/sh: exit status 7: boom"),
+            "{msg}"
+        );
     }
 
     #[test]

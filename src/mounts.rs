@@ -244,12 +244,17 @@ pub fn make_userns(uid: &str, gid: &str) -> Result<std::os::fd::OwnedFd> {
     }
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(std::io::Error::last_os_error()).context("fork for an id-mapping user namespace");
+        return Err(std::io::Error::last_os_error())
+            .context("fork for an id-mapping user namespace");
     }
     if pid == 0 {
         unsafe {
             libc::close(p[0]);
-            let ok: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 { 1 } else { 0 };
+            let ok: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                1
+            } else {
+                0
+            };
             libc::write(p[1], (&ok as *const u8).cast(), 1);
             libc::close(p[1]);
             // Stay until the runtime has what it needs; it kills us.
@@ -281,9 +286,14 @@ pub fn make_userns(uid: &str, gid: &str) -> Result<std::os::fd::OwnedFd> {
 
 /// Clones the bind source as a detached tree and id-maps it (runtime side).
 pub fn make_idmapped_tree(m: &Prepared) -> Result<Option<std::os::fd::OwnedFd>> {
-    let Some((uid, gid, recursive)) = &m.idmap else { return Ok(None) };
+    let Some((uid, gid, recursive)) = &m.idmap else {
+        return Ok(None);
+    };
     let label = m.label();
-    let src = m.source.as_ref().with_context(|| format!("{label}: id-mapped mount without a source"))?;
+    let src = m
+        .source
+        .as_ref()
+        .with_context(|| format!("{label}: id-mapped mount without a source"))?;
     let userns = make_userns(uid, gid).with_context(|| format!("{label}: id mappings"))?;
     const OPEN_TREE_CLONE: u32 = 1;
     let c = sys::cstr(src)?;
@@ -293,7 +303,8 @@ pub fn make_idmapped_tree(m: &Prepared) -> Result<Option<std::os::fd::OwnedFd>> 
     }
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: open_tree {}", src.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("{label}: open_tree {}", src.display()));
     }
     let tree = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
@@ -303,8 +314,13 @@ pub fn make_idmapped_tree(m: &Prepared) -> Result<Option<std::os::fd::OwnedFd>> 
         propagation: 0,
         userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
     };
-    let rec = if *recursive { libc::AT_RECURSIVE as u32 } else { 0 };
-    sys::mount_setattr(tree.as_fd(), rec, &attr).with_context(|| format!("{label}: id-map {}", src.display()))?;
+    let rec = if *recursive {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
+    sys::mount_setattr(tree.as_fd(), rec, &attr)
+        .with_context(|| format!("{label}: id-map {}", src.display()))?;
     Ok(Some(tree))
 }
 
@@ -426,7 +442,8 @@ pub fn mount_one(root: BorrowedFd, m: &Prepared) -> Result<()> {
             )
         };
         if r != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: attach the id-mapped mount"));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("{label}: attach the id-mapped mount"));
         }
         unsafe { libc::close(tree) };
     } else if m.opts.is_bind() {

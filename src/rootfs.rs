@@ -143,11 +143,22 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
     let dpath = sys::fd_path(dest.as_fd());
     if cg.hierarchies.is_empty() {
         // No cgroup of its own (rootless, not delegated): show the host's, read-only.
-        sys::mount(Some(c"/sys/fs/cgroup"), &dpath, None, libc::MS_BIND | libc::MS_REC, None)
-            .with_context(|| format!("{label}: bind the host's /sys/fs/cgroup"))?;
-        let top = safe_path::open(root, &m.dest, libc::O_PATH).with_context(|| format!("{label}: reopen"))?;
-        mounts::remount_bind(top.as_fd(), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, 0)
-            .with_context(|| format!("{label}: remount read-only"))?;
+        sys::mount(
+            Some(c"/sys/fs/cgroup"),
+            &dpath,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .with_context(|| format!("{label}: bind the host's /sys/fs/cgroup"))?;
+        let top = safe_path::open(root, &m.dest, libc::O_PATH)
+            .with_context(|| format!("{label}: reopen"))?;
+        mounts::remount_bind(
+            top.as_fd(),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            0,
+        )
+        .with_context(|| format!("{label}: remount read-only"))?;
         return Ok(());
     }
     if unified {

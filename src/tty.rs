@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Sends `fd` over a unix socket with `payload` as the message bytes.
 pub fn send_fd(sock: BorrowedFd, fd: BorrowedFd, payload: &[u8]) -> std::io::Result<()> {
-    let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() };
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut _,
+        iov_len: payload.len(),
+    };
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u8; space];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -32,7 +35,10 @@ pub fn send_fd(sock: BorrowedFd, fd: BorrowedFd, payload: &[u8]) -> std::io::Res
 /// Receives one fd (and the message bytes) sent by `send_fd`.
 pub fn recv_fd(sock: BorrowedFd) -> std::io::Result<(OwnedFd, Vec<u8>)> {
     let mut buf = vec![0u8; 4096];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u8; space];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -56,15 +62,22 @@ pub fn recv_fd(sock: BorrowedFd) -> std::io::Result<(OwnedFd, Vec<u8>)> {
 /// Connects to the caller's `--console-socket` (done by the runtime, on the host).
 pub fn connect_console_socket(path: &Path) -> Result<OwnedFd> {
     use std::os::unix::net::UnixStream;
-    let s = UnixStream::connect(path).with_context(|| format!("--console-socket: connect {}", path.display()))?;
+    let s = UnixStream::connect(path)
+        .with_context(|| format!("--console-socket: connect {}", path.display()))?;
     Ok(OwnedFd::from(s))
 }
 
 /// A new pty from the devpts instance at `ptmx`; returns (master, slave).
 pub fn open_pty(ptmx: &std::ffi::CStr) -> Result<(OwnedFd, OwnedFd)> {
-    let m = unsafe { libc::open(ptmx.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let m = unsafe {
+        libc::open(
+            ptmx.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if m < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("open {}", ptmx.to_string_lossy()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("open {}", ptmx.to_string_lossy()));
     }
     let master = unsafe { OwnedFd::from_raw_fd(m) };
     let unlock: libc::c_int = 0;
@@ -72,7 +85,13 @@ pub fn open_pty(ptmx: &std::ffi::CStr) -> Result<(OwnedFd, OwnedFd)> {
         return Err(std::io::Error::last_os_error()).context("unlock pty");
     }
     // TIOCGPTPEER opens the slave through the master, with no path lookup to race.
-    let s = unsafe { libc::ioctl(m, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let s = unsafe {
+        libc::ioctl(
+            m,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if s < 0 {
         return Err(std::io::Error::last_os_error()).context("open pty slave");
     }
@@ -80,7 +99,12 @@ pub fn open_pty(ptmx: &std::ffi::CStr) -> Result<(OwnedFd, OwnedFd)> {
 }
 
 pub fn set_size(fd: BorrowedFd, rows: u16, cols: u16) -> Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
         return Err(std::io::Error::last_os_error()).context("process.consoleSize: TIOCSWINSZ");
     }
@@ -141,15 +165,24 @@ impl Proxy {
     /// Moves whatever is ready; returns false once the pty side has closed.
     pub fn pump(&self, stdin_open: &mut bool) -> bool {
         let mut fds = [
-            libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: if *stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if *stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if unsafe { libc::poll(fds.as_mut_ptr(), 2, 50) } <= 0 {
             return true;
         }
         let mut buf = [0u8; 8192];
         if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            let n = unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n =
+                unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 return false;
             }
@@ -170,11 +203,16 @@ impl Proxy {
     pub fn drain(&self) {
         let mut buf = [0u8; 8192];
         loop {
-            let mut p = libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut p = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             if unsafe { libc::poll(&mut p, 1, 0) } <= 0 || p.revents & libc::POLLIN == 0 {
                 return;
             }
-            let n = unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n =
+                unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 return;
             }
@@ -240,7 +278,10 @@ mod tests {
         assert_eq!((ws.ws_row, ws.ws_col), (30, 100));
         write_all(s.as_raw_fd(), b"x");
         let mut b = [0u8; 1];
-        assert_eq!(unsafe { libc::read(m.as_raw_fd(), b.as_mut_ptr().cast(), 1) }, 1);
+        assert_eq!(
+            unsafe { libc::read(m.as_raw_fd(), b.as_mut_ptr().cast(), 1) },
+            1
+        );
         assert_eq!(&b, b"x");
     }
 

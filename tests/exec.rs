@@ -319,7 +319,7 @@ fn hook_timeout_kills_the_hook() {
 #[test]
 fn notify_socket_readiness_is_forwarded() {
     let t = TestEnv::new();
-    let mut b = t.bundle(&["/notify-ready"]);
+    let b = t.bundle(&["/notify-ready"]);
     // busybox has no sd_notify client: a tiny static one, built here.
     let src = t.dir("notify").join("n.c");
     std::fs::write(

@@ -242,7 +242,13 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     match cmd {
         Command::Create(a) => {
-            container::create(&root, &CreateOpts { rootless, ..a.opts() })?;
+            container::create(
+                &root,
+                &CreateOpts {
+                    rootless,
+                    ..a.opts()
+                },
+            )?;
         }
         Command::Start { id } => container::start(&root, &id)?,
         Command::Run {
@@ -250,7 +256,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             detach,
             keep,
         } => {
-            let o = CreateOpts { rootless, ..create.opts() };
+            let o = CreateOpts {
+                rootless,
+                ..create.opts()
+            };
             return container::run(&root, &o, detach, keep);
         }
         Command::Exec(a) => {

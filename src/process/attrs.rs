@@ -34,11 +34,15 @@ pub struct Attrs {
 }
 
 fn name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 pub fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.starts_with('Y'))
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'))
 }
 
 pub fn selinux_enabled() -> bool {
@@ -91,7 +95,10 @@ pub fn ioprio(p: &oci_spec::runtime::LinuxIOPriority) -> Result<i32> {
         other => bail!("process.ioPriority.class: unknown class {other:?}"),
     };
     if !(0..8).contains(&p.priority()) {
-        bail!("process.ioPriority.priority: {} is outside 0..7", p.priority());
+        bail!(
+            "process.ioPriority.priority: {} is outside 0..7",
+            p.priority()
+        );
     }
     Ok((class << 13) | p.priority() as i32)
 }
@@ -167,7 +174,8 @@ impl Attrs {
             if !apparmor_enabled() {
                 bail!("process.apparmorProfile: AppArmor is not enabled on this host");
             }
-            a.apparmor = Some(CString::new(format!("exec {prof}")).context("process.apparmorProfile")?);
+            a.apparmor =
+                Some(CString::new(format!("exec {prof}")).context("process.apparmorProfile")?);
         }
         if let Some(l) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {
             // As runc: labels are ignored on hosts without SELinux.
@@ -185,21 +193,28 @@ impl Attrs {
         if let Some(s) = &self.sched {
             let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, s as *const SchedAttr, 0) };
             if r != 0 {
-                return Err(std::io::Error::last_os_error()).context("process.scheduler: sched_setattr");
+                return Err(std::io::Error::last_os_error())
+                    .context("process.scheduler: sched_setattr");
             }
         }
         if let Some(v) = self.ioprio {
             const IOPRIO_WHO_PROCESS: i32 = 1;
             if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, v) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("process.ioPriority: ioprio_set");
+                return Err(std::io::Error::last_os_error())
+                    .context("process.ioPriority: ioprio_set");
             }
         }
         if let Some((mode, mask)) = &self.mempolicy {
             let maxnode = (mask.len() * 8 * std::mem::size_of::<libc::c_ulong>()) as libc::c_ulong;
-            let ptr = if mask.is_empty() { std::ptr::null() } else { mask.as_ptr() };
+            let ptr = if mask.is_empty() {
+                std::ptr::null()
+            } else {
+                mask.as_ptr()
+            };
             let r = unsafe { libc::syscall(libc::SYS_set_mempolicy, *mode, ptr, maxnode + 1) };
             if r != 0 {
-                return Err(std::io::Error::last_os_error()).context("linux.memoryPolicy: set_mempolicy");
+                return Err(std::io::Error::last_os_error())
+                    .context("linux.memoryPolicy: set_mempolicy");
             }
         }
         Ok(())
@@ -209,17 +224,29 @@ impl Attrs {
     pub fn apply_late(&self) -> Result<()> {
         if let Some(p) = self.personality {
             if unsafe { libc::personality(p) } < 0 {
-                return Err(std::io::Error::last_os_error()).context("linux.personality: personality");
+                return Err(std::io::Error::last_os_error())
+                    .context("linux.personality: personality");
             }
         }
         if let Some(a) = &self.apparmor {
-            let r = crate::sys::write_file(std::path::Path::new("/proc/thread-self/attr/apparmor/exec"), a.as_bytes())
-                .or_else(|_| crate::sys::write_file(std::path::Path::new("/proc/thread-self/attr/exec"), a.as_bytes()));
+            let r = crate::sys::write_file(
+                std::path::Path::new("/proc/thread-self/attr/apparmor/exec"),
+                a.as_bytes(),
+            )
+            .or_else(|_| {
+                crate::sys::write_file(
+                    std::path::Path::new("/proc/thread-self/attr/exec"),
+                    a.as_bytes(),
+                )
+            });
             r.context("process.apparmorProfile: set the exec profile")?;
         }
         if let Some(l) = &self.selinux {
-            crate::sys::write_file(std::path::Path::new("/proc/thread-self/attr/exec"), l.as_bytes())
-                .context("process.selinuxLabel: set the exec label")?;
+            crate::sys::write_file(
+                std::path::Path::new("/proc/thread-self/attr/exec"),
+                l.as_bytes(),
+            )
+            .context("process.selinuxLabel: set the exec label")?;
         }
         Ok(())
     }
@@ -240,17 +267,22 @@ mod tests {
 
     #[test]
     fn conversions() {
-        let s: oci_spec::runtime::Scheduler =
-            serde_json::from_str(r#"{"policy":"SCHED_BATCH","nice":5,"flags":["SCHED_RESET_ON_FORK"]}"#).unwrap();
+        let s: oci_spec::runtime::Scheduler = serde_json::from_str(
+            r#"{"policy":"SCHED_BATCH","nice":5,"flags":["SCHED_RESET_ON_FORK"]}"#,
+        )
+        .unwrap();
         let a = sched(&s).unwrap();
         assert_eq!((a.policy, a.nice, a.flags, a.size), (3, 5, 1, 48));
         let io: oci_spec::runtime::LinuxIOPriority =
             serde_json::from_str(r#"{"class":"IOPRIO_CLASS_BE","priority":6}"#).unwrap();
         assert_eq!(ioprio(&io).unwrap(), (2 << 13) | 6);
-        let p: oci_spec::runtime::LinuxPersonality = serde_json::from_str(r#"{"domain":"LINUX32"}"#).unwrap();
+        let p: oci_spec::runtime::LinuxPersonality =
+            serde_json::from_str(r#"{"domain":"LINUX32"}"#).unwrap();
         assert_eq!(personality(&p).unwrap(), 8);
-        let m: oci_spec::runtime::LinuxMemoryPolicy =
-            serde_json::from_str(r#"{"mode":"MPOL_BIND","nodes":"0","flags":["MPOL_F_STATIC_NODES"]}"#).unwrap();
+        let m: oci_spec::runtime::LinuxMemoryPolicy = serde_json::from_str(
+            r#"{"mode":"MPOL_BIND","nodes":"0","flags":["MPOL_F_STATIC_NODES"]}"#,
+        )
+        .unwrap();
         assert_eq!(mempolicy(&m).unwrap(), (2 | (1 << 15), vec![1]));
     }
 }

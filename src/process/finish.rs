@@ -55,10 +55,22 @@ fn cstring(field: &str, s: &[u8]) -> Result<CString> {
 
 impl Process {
     /// Converts a config `process`. `extra_env` is appended (LISTEN_FDS for the init).
-    pub fn from_spec(p: &oci_spec::runtime::Process, keep_fds: u32, extra_env: &[String]) -> Result<Process> {
+    pub fn from_spec(
+        p: &oci_spec::runtime::Process,
+        keep_fds: u32,
+        extra_env: &[String],
+    ) -> Result<Process> {
         let mut env = Vec::new();
-        let mut path_env = String::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        for (i, e) in p.env().as_deref().unwrap_or(&[]).iter().chain(extra_env).enumerate() {
+        let mut path_env =
+            String::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        for (i, e) in p
+            .env()
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .chain(extra_env)
+            .enumerate()
+        {
             if let Some(v) = e.strip_prefix("PATH=") {
                 path_env = v.to_string();
             }
@@ -90,7 +102,9 @@ impl Process {
             path_env,
             keep_fds,
             terminal: p.terminal().unwrap_or(false),
-            console_size: p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            console_size: p
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16)),
             seccomp: None,
             attrs: crate::process::attrs::Attrs::from_process(p)?,
         })
@@ -99,7 +113,13 @@ impl Process {
 
 fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>> {
     let mut out = Vec::new();
-    for (i, r) in process.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
+    for (i, r) in process
+        .rlimits()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
         let name = serde_json::to_value(r.typ()).context("encode rlimit type")?;
         let name = name.as_str().unwrap_or_default();
         let res = match name {
@@ -131,7 +151,10 @@ fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>>
 /// container's namespaces and root.
 pub fn become_process(p: &Process) -> Result<Resolved> {
     for &(res, soft, hard) in &p.rlimits {
-        let l = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        let l = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
         if unsafe { libc::setrlimit(res as _, &l) } != 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("process.rlimits: setrlimit({res}, {soft}, {hard})"));
@@ -146,8 +169,10 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
     let mut seccomp_loaded = false;
     if let Some(f) = &p.seccomp {
         if !p.no_new_privs || f.listener().is_some() {
-            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0
+            {
+                return Err(std::io::Error::last_os_error())
+                    .context("process.noNewPrivileges: prctl");
             }
             listener = f.load().context("linux.seccomp: load the filter")?;
             seccomp_loaded = true;
@@ -170,14 +195,24 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
     let home = if p.env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
         None
     } else {
-        Some(cstring("HOME", format!("HOME={}", home_of(p.user.uid)).as_bytes())?)
+        Some(cstring(
+            "HOME",
+            format!("HOME={}", home_of(p.user.uid)).as_bytes(),
+        )?)
     };
-    Ok(Resolved { exe, home, listener, seccomp_loaded })
+    Ok(Resolved {
+        exe,
+        home,
+        listener,
+        seccomp_loaded,
+    })
 }
 
 /// The home directory of `uid` in the container's /etc/passwd, "/" when unknown.
 fn home_of(uid: u32) -> String {
-    let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else { return "/".into() };
+    let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else {
+        return "/".into();
+    };
     passwd
         .lines()
         .find_map(|l| {
@@ -210,7 +245,8 @@ pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
     let exe = &r.exe;
     let mut argv: Vec<*const libc::c_char> = p.args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = p.env.iter().chain(&r.home).map(|e| e.as_ptr()).collect();
+    let mut envp: Vec<*const libc::c_char> =
+        p.env.iter().chain(&r.home).map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
     unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Err(std::io::Error::last_os_error()).with_context(|| format!("exec {exe:?}"))
@@ -228,7 +264,10 @@ fn chdir(p: &std::path::Path) -> std::io::Result<()> {
 fn check_cwd() -> Result<()> {
     let cwd = std::env::current_dir().context("getcwd")?;
     if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
-        bail!("process.cwd: the working directory {} is outside the container", cwd.display());
+        bail!(
+            "process.cwd: the working directory {} is outside the container",
+            cwd.display()
+        );
     }
     Ok(())
 }
@@ -240,16 +279,19 @@ fn set_user(u: &User) -> Result<()> {
     if setgroups_allowed {
         let gids: &[libc::gid_t] = &u.additional_gids;
         if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("process.user.additionalGids: setgroups");
+            return Err(std::io::Error::last_os_error())
+                .context("process.user.additionalGids: setgroups");
         }
     } else if !u.additional_gids.is_empty() {
         bail!("process.user.additionalGids: setgroups is denied in this user namespace");
     }
     if unsafe { libc::setresgid(u.gid, u.gid, u.gid) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("process.user.gid: setresgid {}", u.gid));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("process.user.gid: setresgid {}", u.gid));
     }
     if unsafe { libc::setresuid(u.uid, u.uid, u.uid) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("process.user.uid: setresuid {}", u.uid));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("process.user.uid: setresuid {}", u.uid));
     }
     Ok(())
 }
@@ -265,7 +307,9 @@ fn executable(path: &CStr) -> bool {
 /// Resolves args[0] as execvp would, with the container's PATH, before the process
 /// is reported ready, so a missing binary fails `create`/`exec` with a clear error.
 fn find_executable(p: &Process) -> Result<CString> {
-    let Some(arg0) = p.args.first() else { bail!("process.args: must not be empty") };
+    let Some(arg0) = p.args.first() else {
+        bail!("process.args: must not be empty")
+    };
     let a = arg0.to_bytes();
     if a.contains(&b'/') {
         if executable(arg0) {
@@ -284,5 +328,8 @@ fn find_executable(p: &Process) -> Result<CString> {
             }
         }
     }
-    bail!("process.args[0]: exec: {:?}: executable file not found in $PATH", arg0)
+    bail!(
+        "process.args[0]: exec: {:?}: executable file not found in $PATH",
+        arg0
+    )
 }

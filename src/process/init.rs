@@ -8,9 +8,9 @@ use crate::fs::safe_path;
 use crate::namespaces;
 use crate::process::finish::{self, become_process, Process};
 use crate::process::sync::{Channel, Msg};
-use crate::tty;
 use crate::rootfs;
 use crate::sys;
+use crate::tty;
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -85,7 +85,8 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     if p.ns.has_mntns() {
         let root = rootfs::prepare(&p.rootfs)?;
         if p.create_hooks {
-            chan.send(&Msg::CreateHooks).context("sync: request createRuntime hooks")?;
+            chan.send(&Msg::CreateHooks)
+                .context("sync: request createRuntime hooks")?;
             match chan.recv().context("sync: wait for createRuntime hooks")? {
                 Some(Msg::HooksDone(s)) => state = s,
                 _ => bail!("createRuntime hooks failed"),
@@ -116,7 +117,8 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
 
     let resolved = become_process(&p.process)?;
     if let Some(l) = &resolved.listener {
-        chan.send_seccomp(l.as_fd()).context("sync: send the seccomp listener")?;
+        chan.send_seccomp(l.as_fd())
+            .context("sync: send the seccomp listener")?;
     }
 
     chan.send(&Msg::Ready).context("sync: send Ready")?;
@@ -132,7 +134,8 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
 /// A pty from the container's own devpts becomes the init's controlling terminal
 /// and /dev/console; its master goes to the console socket, or to the runtime.
 fn setup_terminal(p: &Plan, chan: &Channel) -> Result<()> {
-    let (master, slave) = tty::open_pty(c"/dev/ptmx").context("process.terminal: allocate a pty")?;
+    let (master, slave) =
+        tty::open_pty(c"/dev/ptmx").context("process.terminal: allocate a pty")?;
     if let Some((rows, cols)) = p.process.console_size {
         tty::set_size(master.as_fd(), rows, cols)?;
     }
@@ -140,16 +143,25 @@ fn setup_terminal(p: &Plan, chan: &Channel) -> Result<()> {
     // CVE-2025-52565: bind the pty through fds, never through a path the image controls.
     let console = safe_path::create_file(root.as_fd(), std::path::Path::new("dev/console"), 0o600)
         .context("create /dev/console")?;
-    sys::mount(Some(&sys::fd_path(slave.as_fd())), &sys::fd_path(console.as_fd()), None, libc::MS_BIND, None)
-        .context("bind the pty onto /dev/console")?;
+    sys::mount(
+        Some(&sys::fd_path(slave.as_fd())),
+        &sys::fd_path(console.as_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .context("bind the pty onto /dev/console")?;
     tty::become_session_leader(slave.as_fd())?;
     match p.console_socket {
         Some(fd) => {
             let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            tty::send_fd(sock, master.as_fd(), b"/dev/ptmx").context("--console-socket: send the pty master")?;
+            tty::send_fd(sock, master.as_fd(), b"/dev/ptmx")
+                .context("--console-socket: send the pty master")?;
             unsafe { libc::close(fd) };
         }
-        None => chan.send_pty(master.as_fd()).context("sync: send the pty master")?,
+        None => chan
+            .send_pty(master.as_fd())
+            .context("sync: send the pty master")?,
     }
     Ok(())
 }

@@ -174,7 +174,10 @@ impl Channel {
         let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
         let mut cbuf = [0u8; 64];
         loop {
-            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_iov = &mut iov;
             msg.msg_iovlen = 1;
@@ -184,7 +187,8 @@ impl Channel {
             if r > 0 {
                 let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
                 if !c.is_null() && unsafe { (*c).cmsg_type } == libc::SCM_RIGHTS {
-                    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd) };
+                    let fd =
+                        unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd) };
                     *self.received.borrow_mut() = Some(unsafe { OwnedFd::from_raw_fd(fd) });
                 }
                 return Msg::decode(&buf[..r as usize]).map(Some);

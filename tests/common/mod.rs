@@ -913,7 +913,11 @@ pub fn release_netns(ns: &Path) {
     // EINVAL: no longer a mount point (already gone); assert_clean still checks that
     // nothing is mounted under the test's temp dir.
     if let Err(e) = umount(ns) {
-        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "unmount netns pin: {e}");
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EINVAL),
+            "unmount netns pin: {e}"
+        );
     }
     fs::remove_file(ns).expect("remove netns pin file");
 }
