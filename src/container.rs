@@ -347,6 +347,18 @@ fn build_plan(
     for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
         mounts_p.push(mounts::Prepared::from_spec(i, m, bundle, container_maps)?);
     }
+    // linux.mountLabel: the SELinux context of the container's own filesystems (as
+    // runc, ignored on hosts without SELinux).
+    if let Some(label) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+        if crate::process::attrs::selinux_enabled() {
+            for m in mounts_p.iter_mut() {
+                let skip = matches!(m.fstype.as_deref(), Some("proc" | "sysfs" | "cgroup" | "cgroup2" | "bind"));
+                if !m.opts.is_bind() && !skip {
+                    m.opts.data.push(format!("context=\"{label}\""));
+                }
+            }
+        }
+    }
     let setup_dev = !mounts_p
         .iter()
         .any(|m| m.dest == Path::new("dev") && m.opts.is_bind());

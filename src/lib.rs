@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod cli;
 pub mod container;
+pub mod dbus;
 pub mod defaults;
 pub mod exec;
 pub mod features;

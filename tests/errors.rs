@@ -264,3 +264,34 @@ fn bind_mount_missing_source_is_named() {
     b.bind(&missing, "/mnt");
     create_fails(&t, &b, &missing.to_string_lossy());
 }
+
+/// Two `create`s of one id racing: exactly one container results, the loser fails
+/// with "already exists", and the winner is intact.
+#[test]
+fn concurrent_creates_of_one_id_make_one_container() {
+    let t = TestEnv::new();
+    let b = t.bundle(&["sleep", "100"]);
+    let dir = b.dir.to_str().unwrap().to_string();
+    // stderr to files: the winner's init inherits it and keeps it open.
+    let io = t.dir("race");
+    let spawn = |n: &str| {
+        let mut c = t.k().command(&["create", "--bundle", &dir, &b.id]);
+        let f = std::fs::File::create(io.join(n)).unwrap();
+        c.stdout(std::process::Stdio::null()).stderr(f);
+        c.spawn().unwrap()
+    };
+    let (mut a, mut z) = (spawn("a"), spawn("z"));
+    let sa = wait_timeout(&mut a, std::time::Duration::from_secs(30))
+        .unwrap()
+        .expect("create a finished");
+    let sz = wait_timeout(&mut z, std::time::Duration::from_secs(30))
+        .unwrap()
+        .expect("create z finished");
+    let wins = [sa.success(), sz.success()];
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{sa:?} {sz:?}");
+    let loser = std::fs::read_to_string(io.join(if wins[0] { "z" } else { "a" })).unwrap();
+    assert!(loser.contains("already exists"), "{loser}");
+    assert_eq!(t.k().status(&b.id), "created");
+    t.k().run(&["delete", &b.id]).ok();
+    t.assert_clean();
+}

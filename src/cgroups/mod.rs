@@ -17,6 +17,7 @@ pub mod freezer;
 pub mod oom;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
