@@ -3,7 +3,7 @@
 //! `create` is THE create path: it reads top to bottom as the list of steps that
 //! take a bundle to an init blocked before exec, and undoes them all on failure.
 
-use crate::cgroups::{self, Cgroup};
+use crate::cgroups::{self, systemd::SystemdCgroup, Cgroup};
 use crate::hooks;
 use crate::mounts;
 use crate::namespaces;
@@ -40,12 +40,16 @@ pub struct CreateOpts {
     pub foreground: bool,
     /// Running without privileges (cgroups may be missing, id maps via helpers).
     pub rootless: bool,
+    /// `--systemd-cgroup`: the container's cgroup is a transient systemd scope.
+    pub systemd_cgroup: bool,
 }
 
 /// Undoes a half-made container; disarmed once `create` succeeds.
 struct Undo {
     dir: Option<Dir>,
     cgroup: Option<Cgroup>,
+    /// The systemd scope, once systemd has made it.
+    systemd_unit: Option<String>,
     child: Option<libc::pid_t>,
 }
 
@@ -57,6 +61,9 @@ impl Drop for Undo {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cgroups::kill_all(&cg.dirs);
+            if let Some(unit) = self.systemd_unit.take() {
+                let _ = SystemdCgroup::stop(&unit);
+            }
             let _ = cg.destroy();
         }
         if let Some(d) = self.dir.take() {
@@ -117,6 +124,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let mut undo = Undo {
         dir: None,
         cgroup: None,
+        systemd_unit: None,
         child: None,
     };
     let lock_fd = dir.lock_fd();
@@ -125,17 +133,39 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
 
     let hier = cgroups::hierarchies()?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cg = match Cgroup::create(&hier, cgroups_path.as_deref(), &o.id) {
-        // Rootless without a delegated cgroup: run without one, as runc does.
-        Err(e) if o.rootless && is_permission_error(&e) => {
-            crate::logging::warn(&format!(
-                "rootless: cgroups are not delegated to this user, running without them ({e:#})"
-            ));
-            Cgroup { dirs: Vec::new() }
-        }
-        r => r?,
+    // --systemd-cgroup: systemd makes the scope once the init exists (after the
+    // clone); its directories are known now.
+    let systemd = if o.systemd_cgroup {
+        let p = cgroups_path.as_deref().map(|p| p.to_string_lossy());
+        Some(SystemdCgroup::resolve(
+            &hier,
+            p.as_deref(),
+            &o.id,
+            o.rootless,
+        )?)
+    } else {
+        None
     };
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    let cg = match &systemd {
+        Some(sd) => Cgroup {
+            dirs: sd.dirs.clone(),
+        },
+        None => match Cgroup::create(&hier, cgroups_path.as_deref(), &o.id) {
+            // Rootless without a delegated cgroup: run without one, as runc does.
+            Err(e) if o.rootless && is_permission_error(&e) => {
+                crate::logging::warn(&format!(
+                    "rootless: cgroups are not delegated to this user, running without them ({e:#})"
+                ));
+                Cgroup { dirs: Vec::new() }
+            }
+            r => r?,
+        },
+    };
+    let resources = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     let cg_view: Vec<_> = if cg.dirs.is_empty() {
         Vec::new()
     } else {
@@ -144,8 +174,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let cg_dirs = cg.dirs.clone();
     undo.cgroup = Some(cg);
     // Always applied: with no resources the container still gets runc's device list.
-    if let Some(cg) = &undo.cgroup {
-        cg.apply(&hier, &resources.unwrap_or_default())?;
+    // (The systemd driver applies them once systemd has made the scope.)
+    if let (Some(cg), None) = (&undo.cgroup, &systemd) {
+        cg.apply(&hier, &resources)?;
     }
 
     let notify_socket = crate::notify::host_socket();
@@ -181,7 +212,10 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     if plan.ns.new_userns {
         write_id_maps(pid, &spec)?;
     }
-    if let Some(cg) = &undo.cgroup {
+    if let Some(sd) = &systemd {
+        sd.start(&hier, pid, &resources)?;
+        undo.systemd_unit = Some(sd.unit.clone());
+    } else if let Some(cg) = &undo.cgroup {
         cg.add(pid)?;
     }
     drop(console);
@@ -261,6 +295,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         created: crate::timefmt::rfc3339_nano(SystemTime::now()),
         annotations,
         cgroup_dirs: cg_dirs,
+        systemd_unit: systemd.as_ref().map(|sd| sd.unit.clone()),
         own_pidns: plan.ns.new_pidns,
         net_devices: moved,
         config: Some(spec.clone()),
@@ -276,6 +311,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     }
     undo.child = None;
     undo.cgroup = None;
+    undo.systemd_unit = None;
     undo.dir = None;
     Ok(Created { pid, pty })
 }
@@ -352,7 +388,10 @@ fn build_plan(
     if let Some(label) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
         if crate::process::attrs::selinux_enabled() {
             for m in mounts_p.iter_mut() {
-                let skip = matches!(m.fstype.as_deref(), Some("proc" | "sysfs" | "cgroup" | "cgroup2" | "bind"));
+                let skip = matches!(
+                    m.fstype.as_deref(),
+                    Some("proc" | "sysfs" | "cgroup" | "cgroup2" | "bind")
+                );
                 if !m.opts.is_bind() && !skip {
                     m.opts.data.push(format!("context=\"{label}\""));
                 }
@@ -872,6 +911,11 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
     }
     // Without a pid namespace, the init's death leaves its children running.
     cgroups::kill_all(&s.cgroup_dirs)?;
+    // systemd removes the scope's cgroups; destroy() then removes the ones it does
+    // not manage (v1 hierarchies kraal joined itself).
+    if let Some(unit) = &s.systemd_unit {
+        SystemdCgroup::stop(unit)?;
+    }
     cgroups::destroy(&s.cgroup_dirs)?;
     // Reap the init if it was our own child (`run`), so it does not linger as a zombie.
     let deadline = Instant::now() + Duration::from_millis(100);

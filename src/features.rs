@@ -140,8 +140,10 @@ pub const CAPABILITIES: &[&str] = &[
 pub const CGROUP_V1: bool = true;
 /// cgroup v2 is managed through cgroupfs.
 pub const CGROUP_V2: bool = true;
-/// No systemd cgroup driver (`--systemd-cgroup`).
-pub const CGROUP_SYSTEMD: bool = false;
+/// The systemd cgroup driver (`--systemd-cgroup`, cgroups/systemd.rs).
+pub const CGROUP_SYSTEMD: bool = true;
+/// No driver for systemd's per-user instance (rootless `--systemd-cgroup`).
+pub const CGROUP_SYSTEMD_USER: bool = false;
 /// rdma limits are applied on v1 and v2 (cgroups/resources.rs).
 pub const CGROUP_RDMA: bool = true;
 /// `linux.seccomp` is compiled with libseccomp and loaded before exec (seccomp.rs).
@@ -171,7 +173,7 @@ pub fn features() -> Value {
             "v1": CGROUP_V1,
             "v2": CGROUP_V2,
             "systemd": CGROUP_SYSTEMD,
-            "systemdUser": CGROUP_SYSTEMD,
+            "systemdUser": CGROUP_SYSTEMD_USER,
             "rdma": CGROUP_RDMA,
         },
         "seccomp": if SECCOMP { crate::seccomp::features() } else { json!({ "enabled": false }) },
@@ -219,8 +221,8 @@ mod tests {
         let cgroup = linux.cgroup().as_ref().expect("cgroup section");
         assert_eq!(*cgroup.v1(), Some(true));
         assert_eq!(*cgroup.v2(), Some(true));
-        assert_eq!(*cgroup.systemd(), Some(false));
-        assert_eq!(*cgroup.systemd_user(), Some(false));
+        assert_eq!(*cgroup.systemd(), Some(CGROUP_SYSTEMD));
+        assert_eq!(*cgroup.systemd_user(), Some(CGROUP_SYSTEMD_USER));
         assert_eq!(*cgroup.rdma(), Some(CGROUP_RDMA));
         assert_eq!(*linux.seccomp().as_ref().unwrap().enabled(), Some(SECCOMP));
         assert_eq!(

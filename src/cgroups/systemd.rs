@@ -98,16 +98,17 @@ pub fn parse_path(cgroups_path: &str, id: &str) -> Result<(String, String)> {
     Ok((slice.to_string(), unit))
 }
 
-/// Characters systemd accepts in a plain unit name (without the `@` of templates).
+/// Characters kraal accepts in a unit name: systemd's set for plain names, less the
+/// `:` that separates the parts of `linux.cgroupsPath` (and the `@` of templates).
 fn unit_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'\\' | b':')
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'\\')
 }
 
 fn check_unit_name(unit: &str) -> Result<()> {
     if unit.len() > 255 {
         bail!("unit name {unit:?} is longer than systemd's 255 bytes");
     }
-    if let Some(c) = unit.bytes().find(|&c| !unit_char(c) || c == b':') {
+    if let Some(c) = unit.bytes().find(|&c| !unit_char(c)) {
         bail!(
             "unit name {unit:?}: character {:?} is not allowed (letters, digits, _ . - \\ only)",
             c as char
@@ -121,7 +122,7 @@ fn check_unit_name(unit: &str) -> Result<()> {
 fn escape_unit_part(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.bytes() {
-        if unit_char(c) && c != b':' && c != b'\\' {
+        if unit_char(c) && c != b'\\' {
             out.push(c as char);
         } else {
             out.push_str(&format!("\\x{c:02x}"));
@@ -146,7 +147,7 @@ pub fn expand_slice(slice: &str) -> Result<PathBuf> {
     if base == "-" {
         return Ok(PathBuf::from("/"));
     }
-    if let Some(c) = slice.bytes().find(|&c| !unit_char(c) || c == b':') {
+    if let Some(c) = slice.bytes().find(|&c| !unit_char(c)) {
         return Err(bad(&format!("character {:?} is not allowed", c as char)));
     }
     let mut path = PathBuf::from("/");
@@ -156,7 +157,7 @@ pub fn expand_slice(slice: &str) -> Result<PathBuf> {
             return Err(bad("a dash may not start or end it, nor follow another"));
         }
         prefix.push_str(part);
-        path.push(format!("{prefix}.slice"));
+        path.push(cgroup_dir_name(&format!("{prefix}.slice")));
         prefix.push('-');
     }
     Ok(path)
@@ -175,7 +176,41 @@ pub fn unit_dirs(hier: &[Hierarchy], slice: &str, unit: &str) -> Result<Vec<Path
 /// `<slice path>/<unit>` without the leading slash.
 fn relative_unit_path(slice: &str, unit: &str) -> Result<PathBuf> {
     let s = expand_slice(slice)?;
-    Ok(s.strip_prefix("/").unwrap_or(&s).join(unit))
+    Ok(s.strip_prefix("/")
+        .unwrap_or(&s)
+        .join(cgroup_dir_name(unit)))
+}
+
+/// The directory systemd makes for a unit: its name, with a `_` in front when the
+/// name could be mistaken for a cgroupfs file (`cpu.x.scope`, `cgroup.y.scope`,
+/// `tasks`) or starts with `_` or `.` (systemd's cg_escape).
+fn cgroup_dir_name(unit: &str) -> String {
+    const CONTROLLERS: [&str; 13] = [
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "io",
+        "blkio",
+        "memory",
+        "devices",
+        "pids",
+        "bpf-firewall",
+        "bpf-devices",
+        "bpf-foreign",
+        "bpf-socket-bind",
+        "bpf-restrict-network-interfaces",
+    ];
+    let clash = unit.starts_with(['_', '.'])
+        || matches!(unit, "notify_on_release" | "release_agent" | "tasks")
+        || unit.starts_with("cgroup.")
+        || CONTROLLERS
+            .iter()
+            .any(|c| unit.strip_prefix(c).is_some_and(|r| r.starts_with('.')));
+    if clash {
+        format!("_{unit}")
+    } else {
+        unit.to_string()
+    }
 }
 
 /// A cpuset list (`0-3,7`) as the bitmask systemd takes for AllowedCPUs and
@@ -328,13 +363,11 @@ pub fn resource_properties(
                 props.push(prop_u64("CPUWeight", convert::shares_to_weight(shares)));
             }
         }
-        let mut quota = c.quota().unwrap_or(0);
-        let period = c.period().unwrap_or(0);
-        let rounded = add_cpu_quota(&mut props, quota, period, version);
+        let quota = c.quota().unwrap_or(0);
+        let rounded = add_cpu_quota(&mut props, quota, c.period().unwrap_or(0), version);
         if rounded != quota {
-            quota = rounded;
             if let Some(cpu) = adjusted.cpu_mut() {
-                cpu.set_quota(Some(quota));
+                cpu.set_quota(Some(rounded));
             }
         }
         add_cpuset(
@@ -1163,6 +1196,15 @@ mod tests {
                 PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/a.slice/a-b.slice/kraal-c1.scope"),
             ]
         );
+        // Names systemd escapes in cgroupfs.
+        assert_eq!(
+            unit_dirs(&hybrid[..1], "cpu.slice", "memory.x.scope").unwrap(),
+            [PathBuf::from(
+                "/sys/fs/cgroup/unified/_cpu.slice/_memory.x.scope"
+            )]
+        );
+        assert_eq!(cgroup_dir_name("cpuset-x.scope"), "cpuset-x.scope");
+        assert_eq!(cgroup_dir_name("_x.scope"), "__x.scope");
         let unified = [h("/sys/fs/cgroup", &[], true)];
         assert_eq!(
             unit_dirs(&unified, "-.slice", "x.scope").unwrap(),
@@ -1500,7 +1542,7 @@ mod tests {
     /// message; with it (the VM), resolving works and stopping an unknown unit is
     /// not an error.
     #[test]
-    fn entry_points_without_systemd() {
+    fn entry_points_follow_whether_systemd_runs() {
         assert!(!running_at(Path::new(
             "/nonexistent/kraal/run/systemd/system"
         )));

@@ -1,7 +1,7 @@
 //! `update`, `pause`, `resume`, `events` and `ps`: the commands that act on a live
 //! container's cgroups, with runc's flags, output and errors.
 
-use crate::cgroups::{self, oom::OomWatch, stats, Placement};
+use crate::cgroups::{self, oom::OomWatch, stats, systemd::SystemdCgroup, Placement};
 use crate::state::{Dir, Saved, Status};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -253,7 +253,10 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
         Status::Creating => bail!("container {:?} is still being created", a.id),
         _ => {}
     }
-    cgroups::update(&saved.cgroup_dirs, &res)
+    match &saved.systemd_unit {
+        Some(unit) => SystemdCgroup::update(unit, &saved.cgroup_dirs, &res),
+        None => cgroups::update(&saved.cgroup_dirs, &res),
+    }
 }
 
 pub fn pause(root: &Path, id: &str) -> Result<()> {

@@ -80,6 +80,7 @@ impl CreateArgs {
             no_new_keyring: self.no_new_keyring,
             foreground: false,
             rootless: false,
+            systemd_cgroup: false,
         }
     }
 }
@@ -246,6 +247,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &root,
                 &CreateOpts {
                     rootless,
+                    systemd_cgroup: cli.systemd_cgroup,
                     ..a.opts()
                 },
             )?;
@@ -258,6 +260,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let o = CreateOpts {
                 rootless,
+                systemd_cgroup: cli.systemd_cgroup,
                 ..create.opts()
             };
             return container::run(&root, &o, detach, keep);
