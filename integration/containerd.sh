@@ -9,6 +9,7 @@
 # only thing outside the work dir is the shims' socket directory
 # /run/containerd/s, which containerd 1.6 does not let us move (removed
 # afterwards when we made it).
+# shellcheck disable=SC2016,SC2317 # container scripts in single quotes; teardown runs from a trap
 SUITE=containerd
 . "$(dirname "$0")/lib.sh"
 
@@ -47,10 +48,10 @@ exec ctr --address $SOCK --namespace $NS "\$@"
 EOF
 chmod 0755 "$WORK/bin/c"
 C=$WORK/bin/c
-# How a client points the runc shim at kraal, per container.
-runf() { # ID
-	echo --runtime io.containerd.runc.v2 --runc-binary "$RT" --runc-root "$WORK/runc-root" \
-		--cgroup "$CGP/$1" --fifo-dir "$WORK/fifo"
+# runf ID: RUNF, how ctr points the runc shim at kraal for container ID.
+runf() {
+	RUNF=(--runtime io.containerd.runc.v2 --runc-binary "$RT" --runc-root "$WORK/runc-root"
+		--cgroup "$CGP/$1" --fifo-dir "$WORK/fifo")
 }
 
 containerd --config "$WORK/config.toml" --log-level info >"$WORK/logs/containerd.log" 2>&1 &
@@ -96,7 +97,8 @@ wait_status() { # ID STATUS
 
 s_run_exit() {
 	local id=$TAG-run
-	expect_rc 3 "$C" run --rm $(runf "$id") "$IMG" "$id" sh -c 'echo hello-from-ctr; exit 3'
+	runf "$id"
+	expect_rc 3 "$C" run --rm "${RUNF[@]}" "$IMG" "$id" sh -c 'echo hello-from-ctr; exit 3'
 	contains "$OUT" hello-from-ctr "container output"
 	"$C" container ls -q | grep -qx "$id" && bail "ctr run --rm left the container behind"
 	return 0
@@ -104,7 +106,8 @@ s_run_exit() {
 
 s_detached() {
 	local id=$TAG-det
-	expect_rc 0 "$C" run -d $(runf "$id") "$IMG" "$id" sh -c "$TERM_TRAP"
+	runf "$id"
+	expect_rc 0 "$C" run -d "${RUNF[@]}" "$IMG" "$id" sh -c "$TERM_TRAP"
 	wait_status "$id" RUNNING
 	expect_rc 0 "$C" task exec --exec-id e1 "$id" sh -c 'echo $((6*7))'
 	contains "$OUT" 42 "ctr task exec output"
@@ -120,7 +123,8 @@ s_detached() {
 	expect_rc 0 "$C" container delete "$id"
 	# A task that ignores SIGTERM, ended by SIGKILL.
 	id=$TAG-det9
-	expect_rc 0 "$C" run -d $(runf "$id") "$IMG" "$id" sh -c "$NO_TRAP"
+	runf "$id"
+	expect_rc 0 "$C" run -d "${RUNF[@]}" "$IMG" "$id" sh -c "$NO_TRAP"
 	wait_status "$id" RUNNING
 	expect_rc 0 "$C" task kill --signal SIGKILL "$id"
 	wait_status "$id" STOPPED
@@ -131,7 +135,8 @@ s_detached() {
 
 s_pause() {
 	local id=$TAG-pause
-	expect_rc 0 "$C" run -d $(runf "$id") "$IMG" "$id" sh -c "$NO_TRAP"
+	runf "$id"
+	expect_rc 0 "$C" run -d "${RUNF[@]}" "$IMG" "$id" sh -c "$NO_TRAP"
 	wait_status "$id" RUNNING
 	expect_rc 0 "$C" task pause "$id"
 	wait_status "$id" PAUSED
@@ -147,7 +152,8 @@ s_pause() {
 
 s_metrics() {
 	local id=$TAG-metrics
-	expect_rc 0 "$C" run -d $(runf "$id") "$IMG" "$id" sh -c "$NO_TRAP"
+	runf "$id"
+	expect_rc 0 "$C" run -d "${RUNF[@]}" "$IMG" "$id" sh -c "$NO_TRAP"
 	wait_status "$id" RUNNING
 	expect_rc 0 "$C" task metrics "$id"
 	contains "$OUT" "$id" "ctr task metrics header"
@@ -167,7 +173,8 @@ s_metrics() {
 
 s_tty() {
 	local id=$TAG-tty rc
-	OUT=$(in_pty $'tty\necho $((6*7))\nexit 4\n' "$C" run -t --rm $(runf "$id") "$IMG" "$id" sh 2>&1)
+	runf "$id"
+	OUT=$(in_pty $'tty\necho $((6*7))\nexit 4\n' "$C" run -t --rm "${RUNF[@]}" "$IMG" "$id" sh 2>&1)
 	rc=$?
 	printf '%s\n' "$OUT"
 	[ "$rc" = 4 ] || bail "ctr run -t exited $rc, want 4: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
@@ -175,6 +182,21 @@ s_tty() {
 	contains "$OUT" 42 "shell output through the pty"
 }
 
+# contrib/clients/containerd-config.toml parses, and names the runc shim with
+# kraal as its BinaryName (its CRI path needs Kubernetes, not run here).
+s_config() {
+	sed "s|/usr/local/bin/kraal|$RT|" "$CRATE/contrib/clients/containerd-config.toml" >"$WORK/snippet.toml"
+	expect_rc 0 containerd --config "$WORK/snippet.toml" config dump
+	local got
+	got=$(printf '%s\n' "$OUT" | awk '
+		/^ *\[/ { sec = $0; gsub(/^ +| +$/, "", sec) }
+		sec == "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kraal]" && $1 == "runtime_type" { print "type=" $3 }
+		sec == "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kraal.options]" && $1 == "BinaryName" { print "binary=" $3 }')
+	contains "$got" 'type="io.containerd.runc.v2"' "runtime_type of the kraal handler"
+	contains "$got" "binary=\"$RT\"" "BinaryName of the kraal handler"
+}
+
+scenario containerd-config-snippet s_config
 scenario ctr-run-exit-code s_run_exit
 scenario ctr-detached-exec-ps-kill-delete s_detached
 scenario ctr-pause-resume s_pause

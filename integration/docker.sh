@@ -8,6 +8,7 @@
 # its own managed containerd under the exec root), vfs storage, no bridge and
 # no iptables rules: the scenarios need no network. Containers get a relative
 # cgroup parent under this shell's cgroup.
+# shellcheck disable=SC2016,SC2317 # container scripts in single quotes; teardown runs from a trap
 SUITE=docker
 . "$(dirname "$0")/lib.sh"
 
@@ -51,8 +52,8 @@ DOCKERD_PID=$!
 
 teardown_docker() {
 	local ids
-	ids=$(timeout 20 "$D" ps -aq 2>/dev/null)
-	[ -z "$ids" ] || timeout 60 "$D" rm -f $ids
+	mapfile -t ids < <(timeout 20 "$D" ps -aq 2>/dev/null)
+	[ "${#ids[@]}" = 0 ] || timeout 60 "$D" rm -f "${ids[@]}"
 	stop_pid "$DOCKERD_PID" 20
 	# Whatever outlived dockerd: its containerd, shims and container inits.
 	local f
@@ -136,6 +137,18 @@ s_run_it() {
 	contains "$OUT" 42 "shell output through the pty"
 }
 
+# The daemon knows the runtime under the name given, at our path; and
+# contrib/clients/docker-daemon.json says the same as --add-runtime (dockerd
+# refuses both at once, and 20.10 has no --validate).
+s_runtime_config() {
+	expect_rc 0 "$D" info --format '{{json .Runtimes}}'
+	printf '%s' "$OUT" | jq -e --arg n "$DRT" --arg p "$RT" '.[$n].path == $p' >/dev/null ||
+		bail "docker info does not list runtime $DRT at $RT: $OUT"
+	jq -e '.runtimes.kraal.path | type == "string"' "$CRATE/contrib/clients/docker-daemon.json" >/dev/null ||
+		bail "contrib/clients/docker-daemon.json has no runtimes.kraal.path"
+}
+
+scenario docker-runtime-config s_runtime_config
 scenario docker-run-rm-exit-code s_run_rm_exit
 scenario docker-detached-exec-stop-rm s_detached
 scenario docker-run-it-pty s_run_it

@@ -12,6 +12,8 @@
 #                    runtime-calls.log and print it for failed scenarios
 #   KRAAL_INT_KEEP   1: keep the work dir (logs, configs) after teardown
 #   KRAAL_INT_TIMEOUT seconds any single client command may take (default 60)
+#   KRAAL_INT_HOLD   1: before teardown, keep the daemons up (client wrappers in
+#                    the work dir's bin/) until the work dir's "hold" file is removed
 
 set -uo pipefail
 
@@ -57,6 +59,7 @@ _remove_work() {
 }
 on_exit _remove_work
 # Unique tag for names, cgroups and bridges of this run.
+# shellcheck disable=SC2034 # used by the suites
 TAG=ki$$
 
 # ---- results -----------------------------------------------------------------
@@ -112,7 +115,12 @@ setup_failed() {
 }
 
 finish() {
-	echo "$SUITE [$RT_NAME]: $PASSED passed, $FAILED failed"
+	if [ "${KRAAL_INT_HOLD:-}" = 1 ]; then
+		: >"$WORK/hold"
+		say "holding: clients in $WORK/bin; rm $WORK/hold to tear down"
+		while [ -e "$WORK/hold" ]; do sleep 1; done
+	fi
+	echo "$SUITE [${RT_NAME:-?}]: $PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]
 	exit
 }
@@ -230,7 +238,9 @@ select_runtime() {
 	esac
 	RT=$real
 	if [ "${KRAAL_INT_TRACE:-}" = 1 ]; then
-		RT=$WORK/bin/$RT_NAME-traced
+		# Same base name as the real binary: clients key behaviour on it.
+		mkdir -p "$WORK/bin/traced"
+		RT=$WORK/bin/traced/$RT_NAME
 		cat >"$RT" <<-EOF
 			#!/bin/sh
 			echo "\$(date +%T.%N) \$*" >>"$WORK/runtime-calls.log"
@@ -271,21 +281,60 @@ cgroup_hierarchies() {
 cgroup_cleanup() {
 	local name=$1 mp own base
 	[ -n "$name" ] || return 0
-	case $name in /* | *..*) return 1 ;; esac
+	case $name in *..*) return 1 ;; esac
 	while read -r mp own; do
-		for base in "$mp${own%/}" "$mp"; do
-			[ -d "$base/$name" ] || continue
-			find "$base/$name" -depth -type d -exec rmdir {} \; 2>/dev/null
+		case $name in
+		/*) set -- "$mp" ;;
+		*) set -- "$mp${own%/}/" "$mp/" ;;
+		esac
+		for base in "$@"; do
+			[ -d "$base$name" ] || continue
+			find "$base$name" -depth -type d -exec rmdir {} \; 2>/dev/null
 		done
 	done < <(cgroup_hierarchies)
+	# Ancestors cgroup_uniform_parent saw missing (deepest first).
+	if [ -f "$WORK/cgroup-ancestors" ]; then
+		sort -r "$WORK/cgroup-ancestors" | while read -r d; do rmdir "$d" 2>/dev/null; done
+	fi
 }
 
-# cgroup_dir CONTROLLER NAME: the directory of relative cgroup NAME in CONTROLLER's hierarchy.
+# cgroup_uniform_parent NAME: an absolute cgroup path NAME beneath this
+# shell's memory cgroup (its cgroup2 one on a pure v2 host), the same in every
+# hierarchy. For clients that assume one path for all controllers (podman
+# stats) on hosts where a shell's v1 cgroups differ per controller. Notes the
+# ancestors it makes in the other hierarchies so cgroup_cleanup removes them.
+cgroup_uniform_parent() {
+	local own mp d abs
+	own=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' /proc/self/cgroup)
+	[ -n "$own" ] || own=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+	[ -n "$own" ] || return 1
+	abs=${own%/}/$1
+	: >"$WORK/cgroup-ancestors"
+	while read -r mp _; do
+		d=$(dirname "$abs")
+		while [ "$d" != / ] && [ ! -d "$mp$d" ]; do
+			echo "$mp$d" >>"$WORK/cgroup-ancestors"
+			d=$(dirname "$d")
+		done
+	done < <(cgroup_hierarchies)
+	echo "$abs"
+}
+
+# cgroup_dir CONTROLLER NAME: the directory of cgroup NAME (absolute, or
+# relative to this shell's cgroup) in CONTROLLER's v1 hierarchy, or in the
+# unified one when CONTROLLER is cgroup2.
 cgroup_dir() {
 	local mp own
 	while read -r mp own; do
-		case ,$(awk -v m="$mp" '$5 == m { for (i = 1; i <= NF; i++) if ($i == "-") { print $(i + 3); exit } }' /proc/self/mountinfo), in
-		*,"$1",*) echo "$mp${own%/}/$2"; return 0 ;;
+		# "FSTYPE,SUPER_OPTIONS": cgroup2 names the unified hierarchy.
+		case ,$(awk -v m="$mp" '$5 == m { for (i = 1; i <= NF; i++) if ($i == "-") { print $(i + 1) "," $(i + 3); exit } }' /proc/self/mountinfo), in
+		*,"$1",*)
+			case $2 in
+			/*) echo "$mp$2" ;;
+			*) echo "$mp${own%/}/$2" ;;
+			esac
+			return 0
+			;;
 		esac
 	done < <(cgroup_hierarchies)
 	return 1

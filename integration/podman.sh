@@ -6,11 +6,12 @@
 # network and `podman stats`.
 #
 # Everything podman keeps lives in a private work dir: storage (vfs), run root,
-# tmp dir (file locks), network configs, events. Containers get a relative
-# cgroup parent under this shell's cgroup and conmon stays where it is
-# (--cgroups=no-conmon), so no cgroup is made outside our own. The default
+# the runtime's state root (--runtime-flag root=), tmp dir (file locks),
+# network configs, events. Containers (and conmon) get a
+# cgroup parent below this shell's cgroup. The default
 # network is a private bridge network (its own bridge name and subnet), removed
 # afterwards together with the iptables chains netavark added.
+# shellcheck disable=SC2016,SC2317 # container scripts in single quotes; teardown runs from a trap
 SUITE=podman
 . "$(dirname "$0")/lib.sh"
 
@@ -20,12 +21,10 @@ need_cmd script bsdutils || setup_failed "script(1) is missing"
 say "runtime under test: $RT_NAME ($RT)"
 
 IMG=localhost/kraal-int/busybox:latest
-CGP=$TAG-podman
 NET=kraalint
 BRIDGE=kraalint0
 SUBNET_PREFIX=10.213.77
 ULIMITS=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
-RUN=(--cgroups=no-conmon --cgroup-parent "$CGP" "${ULIMITS[@]}")
 
 # Side effects podman has whatever its flags: the blob info cache and the
 # netavark run dir.
@@ -35,10 +34,11 @@ remove_if_new /run/containers
 # that it makes when missing), whatever its flags.
 netns_dir_existed=
 [ -d /run/netns ] && netns_dir_existed=1
-ls /run/netns 2>/dev/null | sort >"$WORK/netns.before"
+netns_list() { find /run/netns -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort; }
+netns_list >"$WORK/netns.before"
 undo_netns() {
 	local f
-	for f in $(ls /run/netns 2>/dev/null | sort | comm -13 "$WORK/netns.before" -); do
+	for f in $(netns_list | comm -13 "$WORK/netns.before" -); do
 		case $f in netns-*) umount "/run/netns/$f" 2>/dev/null; rm -f "/run/netns/$f" ;; esac
 	done
 	if [ -z "$netns_dir_existed" ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
@@ -49,15 +49,21 @@ undo_netns() {
 on_exit undo_netns
 
 mkdir -p "$WORK"/{root,runroot,tmp,net}
-cat >"$WORK/containers.conf" <<EOF
-[containers]
-log_driver = "k8s-file"
-[engine]
+# Podman's configuration is contrib/clients/containers.conf (the runtime table,
+# runtime_supports_json) with our path, plus what keeps podman private.
+cat >"$WORK/engine.conf" <<EOF
+runtime = "kraal"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$WORK/tmp/events.log"
 lock_type = "file"
 tmp_dir = "$WORK/tmp"
+EOF
+echo 'log_driver = "k8s-file"' >"$WORK/containers.part.conf"
+sed -e "s|/usr/local/bin/kraal|$RT|" -e '/^# runtime = "kraal"$/d' \
+	-e '/^\[engine\]$/r '"$WORK/engine.conf" -e '/^\[containers\]$/r '"$WORK/containers.part.conf" \
+	"$CRATE/contrib/clients/containers.conf" >"$WORK/containers.conf"
+cat >>"$WORK/containers.conf" <<EOF
 [network]
 network_backend = "netavark"
 network_config_dir = "$WORK/net"
@@ -77,14 +83,20 @@ jq -n --arg name "$NET" --arg br "$BRIDGE" --arg p "$SUBNET_PREFIX" --arg id "$(
 	ipv6_enabled: false, internal: false, dns_enabled: false,
 	ipam_options: {driver: "host-local"}}' >"$WORK/net/$NET.json"
 
-cat >"$WORK/bin/pm" <<EOF
-#!/bin/sh
-export CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_STORAGE_CONF=$WORK/storage.conf
-exec podman --root $WORK/root --runroot $WORK/runroot --storage-driver vfs \\
-	--runtime $RT --cgroup-manager cgroupfs --events-backend file \\
-	--tmpdir $WORK/tmp --network-config-dir $WORK/net "\$@"
-EOF
-chmod 0755 "$WORK/bin/pm"
+# pm: podman told the runtime's path (--runtime PATH); pm-conf: podman finding
+# it through the configuration (runtime = "kraal").
+for w in pm pm-conf; do
+	rtflag="--runtime $RT"
+	[ "$w" = pm ] || rtflag=
+	cat >"$WORK/bin/$w" <<-EOF
+		#!/bin/sh
+		export CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_STORAGE_CONF=$WORK/storage.conf
+		exec podman --root $WORK/root --runroot $WORK/runroot --storage-driver vfs $rtflag \\
+			--runtime-flag root=$WORK/runtime-root --cgroup-manager cgroupfs --events-backend file \\
+			--tmpdir $WORK/tmp --network-config-dir $WORK/net "\$@"
+	EOF
+	chmod 0755 "$WORK/bin/$w"
+done
 PM=$WORK/bin/pm
 
 # netavark: remember the host's iptables chains and ip_forward to undo its changes.
@@ -113,9 +125,14 @@ teardown_podman() {
 		kill_pidfile "$pidf"
 	done
 	umount_under "$WORK"
-	cgroup_cleanup "$CGP"
+	cgroup_cleanup "${CGP:-}"
 }
 on_exit teardown_podman
+
+# Podman reads a container's cgroups at one path for all controllers (stats),
+# so the parent must be the same absolute path in every hierarchy.
+CGP=$(cgroup_uniform_parent "$TAG-podman") || setup_failed "cannot find this shell's cgroup"
+RUN=(--cgroup-parent "$CGP" "${ULIMITS[@]}")
 
 make_rootfs_tar || setup_failed "making the busybox rootfs failed (see $WORK/logs/mkbundle.log)"
 timeout 120 "$PM" import --change CMD=/bin/sh --change ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -257,11 +274,14 @@ s_limits() {
 	wait_ready "$c"
 	local id dir
 	id=$("$PM" inspect -f '{{.Id}}' "$c")
-	if dir=$(cgroup_dir memory "$CGP/libpod-$id") && [ -d "$dir" ]; then
-		[ "$(cat "$dir/memory.limit_in_bytes")" = 67108864 ] || bail "host $dir/memory.limit_in_bytes is $(cat "$dir/memory.limit_in_bytes")"
-	fi
-	if dir=$(cgroup_dir pids "$CGP/libpod-$id") && [ -d "$dir" ]; then
-		[ "$(cat "$dir/pids.max")" = 50 ] || bail "host $dir/pids.max is $(cat "$dir/pids.max")"
+	if dir=$(cgroup_dir memory "$CGP/libpod-$id"); then
+		[ "$(cat "$dir/memory.limit_in_bytes")" = 67108864 ] || bail "host $dir/memory.limit_in_bytes is $(cat "$dir/memory.limit_in_bytes" 2>&1)"
+		dir=$(cgroup_dir pids "$CGP/libpod-$id")
+		[ "$(cat "$dir/pids.max")" = 50 ] || bail "host $dir/pids.max is $(cat "$dir/pids.max" 2>&1)"
+	else # cgroup v2
+		dir=$(cgroup_dir cgroup2 "$CGP/libpod-$id")
+		[ "$(cat "$dir/memory.max")" = 67108864 ] || bail "host $dir/memory.max is $(cat "$dir/memory.max" 2>&1)"
+		[ "$(cat "$dir/pids.max")" = 50 ] || bail "host $dir/pids.max is $(cat "$dir/pids.max" 2>&1)"
 	fi
 	expect_rc 0 "$PM" rm -f -t 0 "$c"
 	# They take effect: the pids limit stops forks, the memory limit OOM-kills.
@@ -320,6 +340,13 @@ s_stats() {
 	expect_rc 0 "$PM" rm -f -t 0 "$c"
 }
 
+s_config() {
+	expect_rc 0 "$WORK/bin/pm-conf" info --format '{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}'
+	contains "$OUT" "kraal $RT" "podman info with contrib/clients/containers.conf"
+	expect_rc 6 "$WORK/bin/pm-conf" run --rm "${RUN[@]}" "$IMG" sh -c 'exit 6'
+}
+
+scenario podman-config-snippet s_config
 scenario podman-run-rm-exit-code s_run_rm_exit
 scenario podman-detached-ps-logs-exec-stop-rm s_detached
 scenario podman-stop-timeout-sigkill s_stop_timeout

@@ -236,7 +236,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        // No fsync: the state root is a tmpfs (/run) in normal use, and rename alone
+        // already gives readers the old or the new file, never half of one.
         fs::rename(&tmp, path)
     })();
     if r.is_err() {
