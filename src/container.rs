@@ -689,28 +689,47 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let c = sys::cstr(&fifo)?;
     let f = sys::openat(None, &c, libc::O_RDONLY | libc::O_NONBLOCK, 0)
         .with_context(|| format!("open {}", fifo.display()))?;
+    // "0" means the init is past its wait; then EOF means execve succeeded (the write
+    // end is close-on-exec), and any text is the init's error.
+    let mut got_start = false;
+    let mut err = Vec::new();
     loop {
-        let mut pfd = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         let r = unsafe { libc::poll(&mut pfd, 1, 50) };
         if r > 0 {
-            let mut b = [0u8; 1];
-            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
-            if n == 1 {
-                break;
+            let mut b = [0u8; 4096];
+            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            if n > 0 {
+                let data = &b[..n as usize];
+                let data = if !got_start && data[0] == b'0' {
+                    got_start = true;
+                    &data[1..]
+                } else {
+                    data
+                };
+                err.extend_from_slice(data);
+                continue;
             }
             if n == 0 || pfd.revents & libc::POLLHUP != 0 {
-                bail!("cannot start container {id:?}: its init exited before start");
+                if !got_start {
+                    bail!("cannot start container {id:?}: its init exited before start");
+                }
+                break;
             }
         }
         if !state::process_alive(saved.pid, saved.init_start) {
-            bail!("cannot start container {id:?}: its init process is gone");
+            if got_start && err.is_empty() {
+                break;
+            }
+            if !got_start {
+                bail!("cannot start container {id:?}: its init process is gone");
+            }
         }
     }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    if !err.is_empty() {
+        bail!("container {id:?} failed to start: {}", String::from_utf8_lossy(&err).trim());
+    }
     if let Some((sock, host)) = &notify {
         crate::notify::wait_ready(sock, host, saved.pid, || {
             state::process_alive(saved.pid, saved.init_start)

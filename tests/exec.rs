@@ -383,3 +383,25 @@ int main(void) {
     t.k().run(&["delete", "--force", &b.id]).ok();
     t.assert_clean();
 }
+
+/// An error between `start` and execve (here: a seccomp rule denying execve) makes
+/// `start` fail with the init's own error text, instead of reporting success.
+#[test]
+fn failure_after_start_is_reported_by_start() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
+        })
+    });
+    t.create(&b);
+    let o = t.k().run(&["start", &b.id]);
+    o.fails()
+        .stderr_has("failed to start")
+        .stderr_has("Permission denied");
+    t.k().wait_status(&b.id, "stopped");
+    t.k().run(&["delete", &b.id]).ok();
+    t.assert_clean();
+}

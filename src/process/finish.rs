@@ -160,19 +160,29 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
                 .with_context(|| format!("process.rlimits: setrlimit({res}, {soft}, {hard})"));
         }
     }
-    // chdir as root first (runc does), and again as the user if root could not.
     p.attrs.apply_early()?;
+    // chdir as root first (runc does), and again as the user if root could not.
     let chdir_first = chdir(&p.cwd);
+    if chdir_first.is_ok() {
+        check_cwd()?;
+    }
+    // Everything that reads the filesystem happens before an early seccomp filter
+    // can deny it (a profile may deny getcwd, stat, close_range...).
+    let exe = find_executable(p)?;
+    let home = if p.env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
+        None
+    } else {
+        Some(cstring("HOME", format!("HOME={}", home_of(p.user.uid)).as_bytes())?)
+    };
+    sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter, and a
     // notify listener must be handed over before `Ready`: load it now, as runc does.
     let mut listener = None;
     let mut seccomp_loaded = false;
     if let Some(f) = &p.seccomp {
         if !p.no_new_privs || f.listener().is_some() {
-            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0
-            {
-                return Err(std::io::Error::last_os_error())
-                    .context("process.noNewPrivileges: prctl");
+            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
             }
             listener = f.load().context("linux.seccomp: load the filter")?;
             seccomp_loaded = true;
@@ -186,20 +196,11 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
             return Err(e).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()));
         }
         chdir(&p.cwd).with_context(|| format!("process.cwd: chdir {}", p.cwd.display()))?;
+        check_cwd()?;
     }
-    check_cwd()?;
     if let Some(m) = p.user.umask {
         unsafe { libc::umask(m as libc::mode_t) };
     }
-    let exe = find_executable(p)?;
-    let home = if p.env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
-        None
-    } else {
-        Some(cstring(
-            "HOME",
-            format!("HOME={}", home_of(p.user.uid)).as_bytes(),
-        )?)
-    };
     Ok(Resolved {
         exe,
         home,
@@ -233,7 +234,6 @@ pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
         // The Rust runtime ignores SIGPIPE; an ignored signal would survive exec.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
     if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
     }

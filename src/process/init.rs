@@ -44,12 +44,19 @@ pub fn run(plan: &Plan, chan: &Channel) -> ! {
         Ok(Err(e)) => format!("{e:#}"),
         Err(_) => "container init panicked".to_string(),
     };
-    // Past `Ready` nobody reads the channel: then the container's stderr is the place.
-    if chan.send(&Msg::Error(msg.clone())).is_err() {
+    // Past `start`, `kraal start` reads exec.fifo until the init execs: tell it there.
+    let after_start = AFTER_START.load(std::sync::atomic::Ordering::Relaxed);
+    if after_start >= 0 {
+        unsafe { libc::write(after_start, msg.as_ptr().cast(), msg.len()) };
+    } else if chan.send(&Msg::Error(msg.clone())).is_err() {
         eprintln!("kraal: {msg}");
     }
     unsafe { libc::_exit(1) }
 }
+
+/// The write end of exec.fifo once `start` opened it (close-on-exec: `start` sees
+/// EOF exactly when execve succeeds, or the error text if something failed first).
+static AFTER_START: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
 fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     chan.expect(&Msg::Go).context("wait for the runtime")?;
@@ -237,7 +244,8 @@ fn wait_for_start(host_proc: OwnedFd, fifo: RawFd) -> Result<()> {
     if r != 1 {
         return Err(std::io::Error::last_os_error()).context("write exec.fifo");
     }
-    drop(w);
     unsafe { libc::close(fifo) };
+    // Kept open until execve closes it.
+    AFTER_START.store(std::os::fd::IntoRawFd::into_raw_fd(w), std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
