@@ -233,14 +233,10 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 chan.send(&Msg::Go).context("sync: send Go to the init")?;
             }
             Some(Msg::CreateHooks) => {
-                let st = hooks::state_json(
-                    spec.version(),
-                    &o.id,
-                    "creating",
-                    pid,
-                    &bundle,
-                    &annotations,
-                );
+                // runtime.md: the container is `created` once its environment exists
+                // (step 2); prestart/createRuntime/createContainer are steps 3-5.
+                let st =
+                    hooks::state_json(spec.version(), &o.id, "created", pid, &bundle, &annotations);
                 if let Some(h) = spec.hooks() {
                     // Deprecated, but still run, right before createRuntime as runc does.
                     #[allow(deprecated)]
@@ -370,10 +366,11 @@ fn build_plan(
     let rootfs = std::fs::canonicalize(&rootfs)
         .with_context(|| format!("root.path {}", rootfs.display()))?;
     let linux = spec.linux().clone().unwrap_or_default();
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| anyhow!("process: is required to create a container"))?;
+    // `process` is only required by `start` (runtime.md): without one the init sets
+    // everything up and waits; `start` then refuses.
+    let no_process = oci_spec::runtime::Process::default();
+    let has_process = spec.process().is_some();
+    let process = spec.process().as_ref().unwrap_or(&no_process);
 
     let container_maps = match (linux.uid_mappings(), linux.gid_mappings()) {
         (Some(u), Some(g)) => Some((u.as_slice(), g.as_slice())),
@@ -441,7 +438,11 @@ fn build_plan(
     } else {
         Vec::new()
     };
-    let mut process = Process::from_spec(process, 3 + listen + o.preserve_fds, &listen_env)?;
+    let mut process = if has_process {
+        Process::from_spec(process, 3 + listen + o.preserve_fds, &listen_env)?
+    } else {
+        Process::default()
+    };
     if let Some(s) = linux.seccomp() {
         process.seccomp = Some(crate::seccomp::compile(s)?);
     }
@@ -500,6 +501,7 @@ fn build_plan(
         hostname,
         domainname,
         oom_score_adj: spec.process().as_ref().and_then(|p| p.oom_score_adj()),
+        has_process,
         process,
         console_socket: None,
         no_new_keyring: o.no_new_keyring,
@@ -675,6 +677,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let saved = dir
         .load()?
         .ok_or_else(|| anyhow!("container {id:?} is still being created"))?;
+    if saved.config.as_ref().is_some_and(|c| c.process().is_none()) {
+        bail!("cannot start container {id:?}: process is required when start is called (config.json has none)");
+    }
     match dir.status(Some(&saved)) {
         Status::Created => {}
         Status::Stopped => bail!("cannot start a container that has stopped"),
@@ -694,7 +699,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let mut got_start = false;
     let mut err = Vec::new();
     loop {
-        let mut pfd = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let r = unsafe { libc::poll(&mut pfd, 1, 50) };
         if r > 0 {
             let mut b = [0u8; 4096];
@@ -728,7 +737,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
     if !err.is_empty() {
-        bail!("container {id:?} failed to start: {}", String::from_utf8_lossy(&err).trim());
+        bail!(
+            "container {id:?} failed to start: {}",
+            String::from_utf8_lossy(&err).trim()
+        );
     }
     if let Some((sock, host)) = &notify {
         crate::notify::wait_ready(sock, host, saved.pid, || {
@@ -956,9 +968,9 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
                 &s.bundle,
                 &s.annotations,
             );
-            // A failing poststop hook is only a warning: the container is gone anyway.
-            if let Err(e) = hooks::run_all("poststop", &post, &st) {
-                crate::logging::warn(&format!("{e:#}"));
+            // A failing poststop hook is only a warning, and the others still run.
+            for w in hooks::run_all_warn("poststop", &post, &st) {
+                crate::logging::warn(&w);
             }
         }
     }

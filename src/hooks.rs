@@ -43,6 +43,20 @@ pub fn run_all(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Runs every hook even when some fail (poststop: runtime.md step 13 only warns);
+/// returns one warning per failure.
+pub fn run_all_warn(kind: &str, hooks: &[Hook], state: &[u8]) -> Vec<String> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            run_one(h, state)
+                .err()
+                .map(|e| format!("{kind}[{i}] hook {}: {e:#}", h.path().display()))
+        })
+        .collect()
+}
+
 fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
     let mut cmd = Command::new(h.path());
     let args = h.args().clone().unwrap_or_default();
@@ -157,6 +171,26 @@ mod tests {
             msg.contains("prestart[0] hook /bin/sh: exit status 7: boom"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn warn_variant_runs_every_hook() {
+        let dir = std::env::temp_dir().join(format!("kraal-hooks-warn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("ran");
+        let bad = hook(r#"{"path":"/bin/false"}"#);
+        let good = hook(&format!(
+            r#"{{"path":"/bin/touch","args":["touch","{}"]}}"#,
+            out.display()
+        ));
+        let w = run_all_warn("poststop", &[bad, good], b"{}");
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("poststop[0] hook /bin/false: exit status 1"),
+            "{w:?}"
+        );
+        assert!(out.exists(), "the hook after the failing one still ran");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

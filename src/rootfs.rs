@@ -74,7 +74,11 @@ pub struct Plan {
 /// Everything up to the createRuntime/createContainer hooks point.
 pub fn prepare(p: &Plan) -> Result<OwnedFd> {
     // Host mounts must not propagate in, and ours must not leak out.
-    let prop = p.propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // An unbindable / could not be bound onto itself: that one is applied after pivot.
+    let prop = match p.propagation {
+        Some(f) if f & libc::MS_UNBINDABLE == 0 => f,
+        _ => libc::MS_SLAVE | libc::MS_REC,
+    };
     sys::mount(None, c"/", None, prop, None)
         .context("set propagation of / in the container's mount namespace")?;
     make_parent_private(&p.rootfs)?;

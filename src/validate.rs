@@ -704,15 +704,18 @@ fn check_mount(
         {
             bail!("{field}.source: required for a bind mount");
         }
-        // The kernel ignores filesystem data on a bind mount; refuse rather than drop it
-        // silently (runc does the same).
+        // The kernel ignores filesystem data on a bind mount. runc 1.1 ignored such
+        // options and configs in the wild (runtime-tools' among them) carry them, so
+        // they are dropped with a warning rather than refused.
         for (j, option) in options.iter().enumerate() {
             let known = option.is_empty()
                 || features::MOUNT_OPTIONS.contains(&option.as_str())
                 || option == "idmap"
                 || option == "ridmap";
             if !known {
-                bail!("{field}.options[{j}]: {option:?} is a filesystem-specific option, which a bind mount cannot apply");
+                crate::logging::warn(&format!(
+                    "{field}.options[{j}]: {option:?} is a filesystem-specific option, which a bind mount ignores"
+                ));
             }
         }
     }
@@ -1816,12 +1819,10 @@ mod tests {
             &with_mount(json!({"destination": "/data", "options": ["rbind"]})),
             "mounts[1].source: required for a bind mount",
         );
-        assert_err(
-            &with_mount(
-                json!({"destination": "/data", "source": "/srv", "options": ["rbind", "mode=755"]}),
-            ),
-            "mounts[1].options[1]: \"mode=755\" is a filesystem-specific option",
-        );
+        // Filesystem data on a bind mount is ignored (with a warning), as runc 1.1 did.
+        assert_ok(&with_mount(
+            json!({"destination": "/data", "source": "/srv", "options": ["rbind", "mode=755"]}),
+        ));
         assert_ok(&with_mount(json!({
             "destination": "/data", "source": "/srv", "type": "none",
             "options": ["rbind", "ro", "nosuid", "nodev", "rprivate", "rro"]

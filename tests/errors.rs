@@ -295,3 +295,22 @@ fn concurrent_creates_of_one_id_make_one_container() {
     t.k().run(&["delete", &b.id]).ok();
     t.assert_clean();
 }
+
+/// `process` is optional at create (runtime.md: required when start is called):
+/// create succeeds, start refuses naming `process`, delete cleans up.
+#[test]
+fn create_without_process_then_start_refuses() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| {
+        c.as_object_mut().unwrap().remove("process");
+    });
+    t.create(&b);
+    assert_eq!(t.k().status(&b.id), "created");
+    t.k()
+        .run(&["start", &b.id])
+        .fails()
+        .stderr_has("process is required");
+    t.k().run(&["delete", &b.id]).ok();
+    t.assert_clean();
+}

@@ -268,7 +268,8 @@ fn hooks_run_in_order_with_state() {
     let state = |i: usize| -> serde_json::Value {
         serde_json::from_str(lines[i].split_once(' ').unwrap().1).unwrap()
     };
-    assert_eq!(state(1)["status"], "creating");
+    assert_eq!(state(0)["status"], "created");
+    assert_eq!(state(1)["status"], "created");
     assert_eq!(state(1)["id"], b.id.as_str());
     assert!(state(1)["pid"].as_i64().unwrap() > 0);
     assert_eq!(state(3)["status"], "running");

@@ -172,7 +172,10 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
     let home = if p.env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
         None
     } else {
-        Some(cstring("HOME", format!("HOME={}", home_of(p.user.uid)).as_bytes())?)
+        Some(cstring(
+            "HOME",
+            format!("HOME={}", home_of(p.user.uid)).as_bytes(),
+        )?)
     };
     sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter, and a
@@ -181,8 +184,10 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
     let mut seccomp_loaded = false;
     if let Some(f) = &p.seccomp {
         if !p.no_new_privs || f.listener().is_some() {
-            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0
+            {
+                return Err(std::io::Error::last_os_error())
+                    .context("process.noNewPrivileges: prctl");
             }
             listener = f.load().context("linux.seccomp: load the filter")?;
             seccomp_loaded = true;

@@ -23,6 +23,8 @@ pub struct Plan {
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
     pub oom_score_adj: Option<i32>,
+    /// False when config.json has no `process`: set up, then wait to be deleted.
+    pub has_process: bool,
     pub process: Process,
     /// A connected `--console-socket` to send the pty master to.
     pub console_socket: Option<RawFd>,
@@ -122,6 +124,12 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring()?;
     }
 
+    if !p.has_process {
+        chan.send(&Msg::Ready).context("sync: send Ready")?;
+        loop {
+            unsafe { libc::pause() };
+        }
+    }
     let resolved = become_process(&p.process)?;
     if let Some(l) = &resolved.listener {
         chan.send_seccomp(l.as_fd())
@@ -246,6 +254,9 @@ fn wait_for_start(host_proc: OwnedFd, fifo: RawFd) -> Result<()> {
     }
     unsafe { libc::close(fifo) };
     // Kept open until execve closes it.
-    AFTER_START.store(std::os::fd::IntoRawFd::into_raw_fd(w), std::sync::atomic::Ordering::Relaxed);
+    AFTER_START.store(
+        std::os::fd::IntoRawFd::into_raw_fd(w),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     Ok(())
 }
