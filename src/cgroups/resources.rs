@@ -123,7 +123,7 @@ enum Step<'a> {
     Cpuset(&'a Path, &'a LinuxCpu),
     CpuV1(&'a Path, &'a LinuxCpu),
     CpuV2(&'a Path, &'a LinuxCpu),
-    DevicesV1(&'a Path, State),
+    DevicesV1(&'a Path, State, Vec<devices::Rule>),
     /// The bool: the config asked for device rules (else only the defaults apply).
     DevicesBpf(&'a Path, State, bool),
     MemoryV1(&'a Path, &'a LinuxMemory),
@@ -204,7 +204,7 @@ fn plan<'a>(p: &'a Placement, res: &'a LinuxResources, initial: bool) -> Result<
         let rules = devices::container_rules(res.devices().as_deref().unwrap_or(&[]))?;
         let state = State::from_rules(&rules).map_err(|e| ctx("devices", e))?;
         match (p.v1("devices"), p.v2_dir()) {
-            (Some(d), _) => steps.push(Step::DevicesV1(d, state)),
+            (Some(d), _) => steps.push(Step::DevicesV1(d, state, rules)),
             (None, Some(d)) => steps.push(Step::DevicesBpf(d, state, res.devices().is_some())),
             (None, None) => bail!("linux.resources.devices: the devices controller is not mounted"),
         }
@@ -292,7 +292,7 @@ fn run(step: &Step) -> Result<()> {
         Step::Cpuset(d, c) => v1::cpuset(d, c),
         Step::CpuV1(d, c) => v1::cpu(d, c),
         Step::CpuV2(d, c) => v2::cpu(d, c),
-        Step::DevicesV1(d, s) => v1::devices(d, s),
+        Step::DevicesV1(d, s, rules) => v1::devices(d, s, rules),
         Step::DevicesBpf(d, s, asked) => match devices_bpf::apply(d, s) {
             Ok(()) => Ok(()),
             // Unprivileged kraal in a delegated cgroup cannot load BPF programs; with no

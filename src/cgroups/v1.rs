@@ -393,11 +393,27 @@ pub fn rdma(dir: &Path, limits: &HashMap<String, LinuxRdma>) -> Result<()> {
 
 /// Moves the cgroup's device list to `target` with the fewest writes, then reads it
 /// back: a list that does not match (a kernel that ignored a write) is an error.
-pub fn devices(dir: &Path, target: &State) -> Result<()> {
+pub fn devices(dir: &Path, target: &State, rules: &[super::devices::Rule]) -> Result<()> {
     let f = "linux.resources.devices";
     let current = State::from_list(&file::read(dir, "devices.list")?)
         .with_context(|| format!("{f}: {}", dir.join("devices.list").display()))?;
-    for rule in current.transition(target) {
+    // A fresh cgroup (allow-all) going to deny-by-default gets the rules literally,
+    // in the listed order (config-linux.md: entries are applied in order), so
+    // devices.list shows them in that order; otherwise the minimal transition.
+    let writes = if current.default_allow && !target.default_allow && !rules.is_empty() {
+        let mut w = vec![super::devices::Rule {
+            allow: false,
+            kind: None,
+            major: super::devices::ANY,
+            minor: super::devices::ANY,
+            access: super::devices::Access::ALL,
+        }];
+        w.extend(rules.iter().cloned());
+        w
+    } else {
+        current.transition(target)
+    };
+    for rule in writes {
         let name = if rule.allow {
             "devices.allow"
         } else {
