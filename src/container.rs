@@ -50,6 +50,8 @@ struct Undo {
     cgroup: Option<Cgroup>,
     /// The systemd scope, once systemd has made it.
     systemd_unit: Option<String>,
+    /// A rootfs bound in the host's mount namespace (no mount namespace).
+    host_rootfs: Option<PathBuf>,
     child: Option<libc::pid_t>,
 }
 
@@ -65,6 +67,9 @@ impl Drop for Undo {
                 let _ = SystemdCgroup::stop(&unit);
             }
             let _ = cg.destroy();
+        }
+        if let Some(r) = self.host_rootfs.take() {
+            detach_host_rootfs(&r);
         }
         if let Some(d) = self.dir.take() {
             let _ = d.remove();
@@ -125,6 +130,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         dir: None,
         cgroup: None,
         systemd_unit: None,
+        host_rootfs: None,
         child: None,
     };
     let lock_fd = dir.lock_fd();
@@ -200,6 +206,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         }
     }
     plan.fifo = fifo.as_raw_fd();
+    if plan.rootfs.host_ns {
+        undo.host_rootfs = Some(plan.rootfs.rootfs.clone());
+    }
     plan.console_socket = console.as_ref().map(|c| c.as_raw_fd());
 
     let annotations: BTreeMap<String, String> = spec
@@ -293,6 +302,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         cgroup_dirs: cg_dirs,
         systemd_unit: systemd.as_ref().map(|sd| sd.unit.clone()),
         own_pidns: plan.ns.new_pidns,
+        host_mounts: plan.rootfs.host_ns,
         net_devices: moved,
         config: Some(spec.clone()),
         notify_socket,
@@ -308,6 +318,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     undo.child = None;
     undo.cgroup = None;
     undo.systemd_unit = None;
+    undo.host_rootfs = None;
     undo.dir = None;
     Ok(Created { pid, pty })
 }
@@ -351,9 +362,6 @@ fn build_plan(
     cgroups: Vec<(cgroups::Hierarchy, PathBuf)>,
 ) -> Result<init::Plan> {
     let ns = namespaces::Plan::from_spec(spec)?;
-    if !ns.has_mntns() {
-        bail!("linux.namespaces: a mount namespace is required");
-    }
     let root = spec
         .root()
         .as_ref()
@@ -487,6 +495,7 @@ fn build_plan(
                 .collect(),
             sysctl,
             no_pivot: o.no_pivot,
+            host_ns: !ns.has_mntns(),
             cwd: spec
                 .process()
                 .as_ref()
@@ -919,6 +928,23 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     destroy(dir, &saved)
 }
 
+/// Detaches the rootfs bind a container without a mount namespace left in the
+/// host's mount namespace, with everything mounted on it.
+fn detach_host_rootfs(rootfs: &Path) {
+    if let Ok(c) = sys::cstr(rootfs) {
+        // Only if it is still a mount point: its parent's device/mount differ.
+        let is_mount = std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|mi| {
+                mi.lines()
+                    .any(|l| l.split(' ').nth(4) == Some(&*rootfs.to_string_lossy()))
+            })
+            .unwrap_or(false);
+        if is_mount {
+            let _ = sys::umount2(&c, libc::MNT_DETACH);
+        }
+    }
+}
+
 fn destroy(dir: Dir, s: &Saved) -> Result<()> {
     // Moved net devices are not moved back: runtime-spec 1.3 forbids it; the kernel
     // returns physical devices to the host when the namespace dies.
@@ -948,6 +974,9 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
         SystemdCgroup::stop(unit)?;
     }
     cgroups::destroy(&s.cgroup_dirs)?;
+    if s.host_mounts {
+        detach_host_rootfs(&s.rootfs);
+    }
     // Reap the init if it was our own child (`run`), so it does not linger as a zombie.
     let deadline = Instant::now() + Duration::from_millis(100);
     while Instant::now() < deadline {

@@ -66,6 +66,10 @@ pub struct Plan {
     pub readonly_paths: Vec<PathBuf>,
     pub sysctl: Vec<(String, String)>,
     pub no_pivot: bool,
+    /// No mount namespace of its own: the mounts are made in the runtime's mount
+    /// namespace, all below one bind of the rootfs (detached on delete), and the
+    /// container is entered with chroot (runtime-spec: an absent namespace is inherited).
+    pub host_ns: bool,
     /// process.cwd, created (as runc does) when the image lacks it.
     pub cwd: PathBuf,
     pub cgroups: CgroupView,
@@ -79,9 +83,11 @@ pub fn prepare(p: &Plan) -> Result<OwnedFd> {
         Some(f) if f & libc::MS_UNBINDABLE == 0 => f,
         _ => libc::MS_SLAVE | libc::MS_REC,
     };
-    sys::mount(None, c"/", None, prop, None)
-        .context("set propagation of / in the container's mount namespace")?;
-    make_parent_private(&p.rootfs)?;
+    if !p.host_ns {
+        sys::mount(None, c"/", None, prop, None)
+            .context("set propagation of / in the container's mount namespace")?;
+        make_parent_private(&p.rootfs)?;
+    }
     let r = cstr(&p.rootfs)?;
     sys::mount(Some(&r), &r, None, libc::MS_BIND | libc::MS_REC, None)
         .with_context(|| format!("bind rootfs {} onto itself", p.rootfs.display()))?;
@@ -383,7 +389,16 @@ fn open_dev_null(root: BorrowedFd) -> Result<OwnedFd> {
 /// Switches the process root to the rootfs and detaches the old root.
 pub fn pivot(p: &Plan, root: &OwnedFd) -> Result<()> {
     let rootfs = p.rootfs.display();
-    if p.no_pivot {
+    if p.host_ns {
+        // Only chroot: moving or pivoting would rearrange the host's own mounts.
+        if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("chdir {rootfs}"));
+        }
+        if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("chroot {rootfs}"));
+        }
+    } else if p.no_pivot {
         if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
             return Err(std::io::Error::last_os_error()).with_context(|| format!("chdir {rootfs}"));
         }
@@ -495,7 +510,7 @@ pub fn finish(p: &Plan) -> Result<()> {
         }
         .with_context(|| format!("linux.maskedPaths: mask {}", path.display()))?;
     }
-    if let Some(prop) = p.propagation {
+    if let Some(prop) = p.propagation.filter(|_| !p.host_ns) {
         sys::mount(None, c"/", None, prop, None).context("linux.rootfsPropagation: apply to /")?;
     }
     if p.readonly {

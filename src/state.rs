@@ -65,6 +65,10 @@ pub struct Saved {
     /// True when the container has its own pid namespace (killing init kills all).
     #[serde(default)]
     pub own_pidns: bool,
+    /// No mount namespace: the rootfs bind (and everything on it) lives in the host's
+    /// mount namespace and is detached on delete.
+    #[serde(default)]
+    pub host_mounts: bool,
     #[serde(default)]
     pub net_devices: Vec<crate::netdev::MovedDevice>,
     /// The config the container was created from (hooks, process for exec).

@@ -189,3 +189,39 @@ fn idmapped_bind_mount_maps_ownership() {
     assert_eq!(std::fs::metadata(src.join("f")).unwrap().uid(), 0);
     t.assert_clean();
 }
+
+/// Without a mount namespace (runtime-spec: inherited), the container's mounts live
+/// in the runtime's namespace below its rootfs, it is entered with chroot, and
+/// delete detaches them all.
+#[test]
+fn no_mount_namespace_mounts_in_host_and_cleans_up() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "ls /proc/self/ns/mnt && cat /proc/self/mountinfo | wc -l && ls /dev/null && touch /marker",
+    ]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        // Like runc, kraal refuses masked/readonly paths without a mount namespace.
+        let l = c["linux"].as_object_mut().unwrap();
+        l.remove("maskedPaths");
+        l.remove("readonlyPaths");
+    });
+    let rootfs = b.rootfs.canonicalize().unwrap();
+    t.create(&b);
+    let host_mounts = mounts_under(&rootfs);
+    assert!(
+        host_mounts.len() >= 3,
+        "proc, dev, ... mounted in the host namespace under the rootfs: {host_mounts:?}"
+    );
+    t.k().run(&["start", &b.id]).ok();
+    t.k().wait_status(&b.id, "stopped");
+    assert!(b.rootfs.join("marker").exists());
+    t.k().run(&["delete", &b.id]).ok();
+    assert_eq!(mounts_under(&rootfs), Vec::<std::path::PathBuf>::new());
+    t.assert_clean();
+}

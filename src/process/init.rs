@@ -91,7 +91,7 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
 
     // The runtime-spec state for hooks run from here, sent by the runtime.
     let mut state: Vec<u8> = Vec::new();
-    if p.ns.has_mntns() {
+    {
         let root = rootfs::prepare(&p.rootfs)?;
         if p.create_hooks {
             chan.send(&Msg::CreateHooks)
