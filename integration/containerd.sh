@@ -110,7 +110,7 @@ s_detached() {
 	expect_rc 0 "$C" run -d "${RUNF[@]}" "$IMG" "$id" sh -c "$TERM_TRAP"
 	wait_status "$id" RUNNING
 	expect_rc 0 "$C" task exec --exec-id e1 "$id" sh -c 'echo $((6*7))'
-	contains "$OUT" 42 "ctr task exec output"
+	has_line "$OUT" 42 "ctr task exec output"
 	expect_rc 5 "$C" task exec --exec-id e2 "$id" sh -c 'exit 5'
 	expect_rc 0 "$C" task exec --exec-id e3 --user 1000 --cwd /tmp "$id" sh -c 'echo "$(id -u) $(pwd)"'
 	contains "$OUT" "1000 /tmp" "ctr task exec --user --cwd"

@@ -99,7 +99,7 @@ s_detached() {
 	expect_rc 0 "$D" inspect -f '{{.HostConfig.Runtime}} {{.State.Status}}' "$c"
 	contains "$OUT" "$DRT running" "runtime and state of the container"
 	expect_rc 0 "$D" exec "$c" sh -c 'echo $((6*7))'
-	contains "$OUT" 42 "docker exec output"
+	has_line "$OUT" 42 "docker exec output"
 	expect_rc 5 "$D" exec "$c" sh -c 'exit 5'
 	expect_rc 0 "$D" exec --user 1000:1000 --env FOO=bar --workdir /tmp "$c" sh -c 'echo "$(id -u) $FOO $(pwd)"'
 	contains "$OUT" "1000 bar /tmp" "docker exec --user --env --workdir"

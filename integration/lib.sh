@@ -127,12 +127,6 @@ finish() {
 
 # ---- running commands ----------------------------------------------------------
 
-# t CMD...: CMD with the per-command timeout; prints the command line first.
-t() {
-	echo "+ $*"
-	timeout -k 5 "$CMD_TIMEOUT" "$@"
-}
-
 # expect_rc WANT CMD...: runs CMD (with timeout), output to the log; bails
 # unless it exits with WANT. Leaves the output in $OUT.
 expect_rc() {
@@ -153,6 +147,12 @@ contains() {
 	*"$2"*) return 0 ;;
 	esac
 	bail "$3: want \"$2\" in output \"$(printf '%s' "$1" | tr '\n' ' ' | cut -c1-200)\""
+}
+
+# has_line TEXT LINE WHAT: bails unless one line of TEXT is exactly LINE.
+has_line() {
+	printf '%s\n' "$1" | tr -d '\r' | grep -qxF -- "$2" && return 0
+	bail "$3: want a line \"$2\" in output \"$(printf '%s' "$1" | tr '\n' ' ' | cut -c1-200)\""
 }
 
 # wait_until SECONDS CMD...: polls CMD (eval'd) every 0.2s until it succeeds.

@@ -7,10 +7,10 @@
 #
 # Everything podman keeps lives in a private work dir: storage (vfs), run root,
 # the runtime's state root (--runtime-flag root=), tmp dir (file locks),
-# network configs, events. Containers (and conmon) get a
-# cgroup parent below this shell's cgroup. The default
-# network is a private bridge network (its own bridge name and subnet), removed
-# afterwards together with the iptables chains netavark added.
+# network configs, events. Podman reads contrib/clients/containers.conf (with
+# our path). Containers and conmon get a cgroup parent below this shell's
+# cgroup. The default network is a private bridge network (its own bridge name
+# and subnet), removed afterwards with the iptables chains netavark added.
 # shellcheck disable=SC2016,SC2317 # container scripts in single quotes; teardown runs from a trap
 SUITE=podman
 . "$(dirname "$0")/lib.sh"
@@ -171,7 +171,7 @@ s_detached() {
 	expect_rc 0 "$PM" logs "$c"
 	contains "$OUT" ready "podman logs"
 	expect_rc 0 "$PM" exec "$c" sh -c 'echo $((6*7))'
-	contains "$OUT" 42 "podman exec output"
+	has_line "$OUT" 42 "podman exec output"
 	expect_rc 5 "$PM" exec "$c" sh -c 'exit 5'
 	expect_rc 0 "$PM" exec --user 1000:1000 --env FOO=bar --workdir /tmp "$c" sh -c 'echo "$(id -u) $FOO $(pwd)"'
 	contains "$OUT" "1000 bar /tmp" "podman exec --user --env --workdir"
@@ -217,13 +217,13 @@ s_run_it() {
 freezer_state() {
 	local pid=$1 path dir
 	path=$(awk -F: '$2 ~ /(^|,)freezer(,|$)/ { print $3 }' "/proc/$pid/cgroup")
-	if [ -n "$path" ] && dir=$(awk '$9 == "cgroup" && $NF ~ /(^|,)freezer(,|$)/ { print $5; exit }' /proc/self/mountinfo) && [ -n "$dir" ]; then
-		cat "$dir$path/freezer.state"
+	if [ -n "$path" ] && dir=$(cgroup_dir freezer "$path"); then
+		cat "$dir/freezer.state"
 		return
 	fi
 	path=$(awk -F: '$1 == "0" { print $3 }' "/proc/$pid/cgroup")
-	dir=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-	if grep -q '^frozen 1' "$dir$path/cgroup.events"; then echo FROZEN; else echo THAWED; fi
+	dir=$(cgroup_dir cgroup2 "$path") || return 1
+	if grep -qx 'frozen 1' "$dir/cgroup.events"; then echo FROZEN; else echo THAWED; fi
 }
 
 s_pause() {
@@ -249,14 +249,14 @@ s_kill() {
 	wait_ready "$c"
 	expect_rc 0 "$PM" kill --signal USR1 "$c"
 	expect_rc 0 "$PM" wait "$c"
-	contains "$OUT" 10 "exit code after kill -s USR1 (handler exits 10)"
+	has_line "$OUT" 10 "exit code after kill -s USR1 (handler exits 10)"
 	expect_rc 0 "$PM" rm "$c"
 	c=$(cname kill9)
 	expect_rc 0 "$PM" run -d --name "$c" "${RUN[@]}" "$IMG" sh -c "$NO_TRAP"
 	wait_ready "$c"
 	expect_rc 0 "$PM" kill "$c"
 	expect_rc 0 "$PM" wait "$c"
-	contains "$OUT" 137 "exit code after kill (SIGKILL)"
+	has_line "$OUT" 137 "exit code after kill (SIGKILL)"
 	expect_rc 0 "$PM" rm "$c"
 }
 
@@ -266,8 +266,8 @@ s_limits() {
 	expect_rc 0 "$PM" run --rm "${RUN[@]}" --memory 64m --pids-limit 50 "$IMG" sh -c '
 		cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
 		cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max'
-	contains "$OUT" 67108864 "memory limit inside the container"
-	contains "$OUT" 50 "pids limit inside the container"
+	has_line "$OUT" 67108864 "memory limit inside the container"
+	has_line "$OUT" 50 "pids limit inside the container"
 	# And on the host, for a running container.
 	c=$(cname limits)
 	expect_rc 0 "$PM" run -d --name "$c" "${RUN[@]}" --memory 64m --pids-limit 50 "$IMG" sh -c "$NO_TRAP"
@@ -295,9 +295,9 @@ s_user() {
 	expect_rc 0 "$PM" run --rm "${RUN[@]}" --user 1000:1000 "$IMG" id
 	contains "$OUT" "uid=1000(kraaluser) gid=1000(kraaluser)" "id with --user 1000:1000"
 	expect_rc 0 "$PM" run --rm "${RUN[@]}" --user kraaluser "$IMG" sh -c 'id -u; id -G; echo "home=$HOME"'
-	contains "$OUT" 1000 "id -u with --user kraaluser"
-	contains "$OUT" 2000 "supplementary group from /etc/group"
-	contains "$OUT" home=/home/kraaluser "HOME of --user kraaluser"
+	has_line "$OUT" 1000 "id -u with --user kraaluser"
+	has_line "$OUT" "1000 2000" "groups (id -G) with --user kraaluser, 2000 from /etc/group"
+	has_line "$OUT" home=/home/kraaluser "HOME of --user kraaluser"
 }
 
 s_cap_drop() {

@@ -173,7 +173,7 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
     }
     if unified {
         let (_, dir) = &cg.hierarchies[0];
-        return mount_hierarchy(&dpath, None, dir, cg.new_ns, flags | ro)
+        return mount_hierarchy(root, &m.dest, None, dir, cg.new_ns, flags | ro)
             .with_context(|| format!("{label}: mount cgroup2"));
     }
     // v1 or hybrid: a tmpfs with one mount per hierarchy, as on the host.
@@ -194,21 +194,15 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("unified"));
         let sub = m.dest.join(&name);
-        let sfd = safe_path::mkdir_all(root, &sub, 0o755)
+        safe_path::mkdir_all(root, &sub, 0o755)
             .with_context(|| format!("{label}: mkdir {}", sub.display()))?;
         let v1 = if h.v2 {
             None
         } else {
             Some(h.controllers.join(","))
         };
-        mount_hierarchy(
-            &sys::fd_path(sfd.as_fd()),
-            v1.as_deref(),
-            dir,
-            cg.new_ns,
-            flags | ro,
-        )
-        .with_context(|| format!("{label}: mount {}", name.display()))?;
+        mount_hierarchy(root, &sub, v1.as_deref(), dir, cg.new_ns, flags | ro)
+            .with_context(|| format!("{label}: mount {}", name.display()))?;
         // Co-mounted controllers (cpu,cpuacct) are also reachable by each name.
         if h.controllers.len() > 1 {
             for c in &h.controllers {
@@ -242,12 +236,16 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
 /// Mounts one hierarchy: a fresh cgroupfs when the container has its own cgroup
 /// namespace (its root is then the container's cgroup), else a bind of its directory.
 fn mount_hierarchy(
-    target: &CString,
+    root: BorrowedFd,
+    rel: &Path,
     v1_controllers: Option<&str>,
     dir: &Path,
     new_ns: bool,
     flags: libc::c_ulong,
 ) -> Result<()> {
+    let t =
+        safe_path::open(root, rel, libc::O_PATH | libc::O_DIRECTORY).context("open mount point")?;
+    let target = &sys::fd_path(t.as_fd());
     if new_ns {
         let r = match v1_controllers {
             None => sys::mount(Some(c"cgroup2"), target, Some(c"cgroup2"), flags, None),
@@ -264,14 +262,10 @@ fn mount_hierarchy(
     sys::mount(Some(&d), target, None, libc::MS_BIND | libc::MS_REC, None)
         .with_context(|| format!("bind {}", dir.display()))?;
     if flags & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) != 0 {
-        sys::mount(
-            None,
-            target,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | flags,
-            None,
-        )
-        .context("remount")?;
+        // The fd opened before the bind names what is under it: resolve the new mount.
+        let mounted = safe_path::open(root, rel, libc::O_PATH | libc::O_DIRECTORY)
+            .context("reopen after bind")?;
+        mounts::remount_bind(mounted.as_fd(), flags, 0).context("remount")?;
     }
     Ok(())
 }
@@ -516,6 +510,27 @@ pub fn finish(p: &Plan) -> Result<()> {
     if p.readonly {
         mounts::remount_bind_path(root.as_fd(), c"/", libc::MS_RDONLY, 0)
             .context("root.readonly: remount / read-only")?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to /proc/`rel` of the container through a verified procfs fd, with
+/// no symlink and no mount crossing on the way.
+pub fn proc_write(rel: &str, data: &[u8]) -> Result<()> {
+    let root = sys::openat(None, c"/", libc::O_PATH | libc::O_DIRECTORY, 0).context("open /")?;
+    let proc_fd = open_procfs(root.as_fd())?;
+    let c = CString::new(rel).context("proc path")?;
+    let f = sys::openat2(
+        proc_fd.as_fd(),
+        &c,
+        libc::O_WRONLY,
+        0,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV,
+    )
+    .with_context(|| format!("open /proc/{rel}"))?;
+    let n = unsafe { libc::write(f.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("write /proc/{rel}"));
     }
     Ok(())
 }

@@ -656,6 +656,69 @@ fn is_bind(mount: &Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
+/// Files below /proc a bind mount may cover (lxcfs-style virtualised views).
+const PROC_BIND_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+fn is_procfs(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::PROC_SUPER_MAGIC }
+}
+
+/// CVE-2019-16884 / CVE-2023-27561: something mounted over /proc (or parts of it)
+/// would let the image intercept what kraal and the kernel's LSMs write there. Only
+/// a procfs may go on /proc, and only a few read-only views below it.
+fn check_proc_mount(field: &str, mount: &Mount, bind: bool) -> Result<()> {
+    let dest = Path::new("/").join(mount.destination());
+    let dest = normalize(&dest);
+    if !dest.starts_with("/proc") {
+        return Ok(());
+    }
+    let procfs_source = mount.source().as_deref().is_some_and(is_procfs);
+    if dest == Path::new("/proc") {
+        if mount.typ().as_deref() == Some("proc") || (bind && procfs_source) {
+            return Ok(());
+        }
+        bail!("{field}.destination: only a procfs may be mounted on /proc");
+    }
+    if procfs_source || (bind && PROC_BIND_ALLOWED.iter().any(|p| dest == Path::new(p))) {
+        return Ok(());
+    }
+    bail!(
+        "{field}.destination: {} is below /proc; only bind mounts onto {} are allowed there",
+        dest.display(),
+        PROC_BIND_ALLOWED.join(", ")
+    )
+}
+
+/// Lexically resolves `.` and `..` (clamped at /), without touching the filesystem.
+fn normalize(p: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn check_mount(
     field: &str,
     mount: &Mount,
@@ -696,6 +759,7 @@ fn check_mount(
         bail!("{field}.options[{j}]: \"tmpcopyup\" is not supported by kraal");
     }
     let bind = is_bind(mount);
+    check_proc_mount(field, mount, bind)?;
     if bind {
         if mount
             .source()

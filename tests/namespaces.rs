@@ -225,3 +225,35 @@ fn no_mount_namespace_mounts_in_host_and_cleans_up() {
     assert_eq!(mounts_under(&rootfs), Vec::<std::path::PathBuf>::new());
     t.assert_clean();
 }
+
+/// Without a cgroup namespace (Docker and Podman on v1 hosts), /sys/fs/cgroup shows
+/// the container's own cgroup of each hierarchy, bound read-only (runc's layout).
+#[test]
+fn cgroup_mount_without_cgroup_namespace() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/cgroup.procs; touch /sys/fs/cgroup/pids/x 2>&1 || true",
+    ]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "cgroup");
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro"]);
+            }
+        }
+    });
+    let o = t.run(&b);
+    o.ok();
+    let out = o.stdout_now();
+    assert!(
+        out.lines().next().is_some_and(|l| l.trim() == "1"),
+        "the container's own pids cgroup holds its init: {out}"
+    );
+    assert!(out.contains("Read-only file system"), "{out}");
+    t.assert_clean();
+}

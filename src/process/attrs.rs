@@ -228,25 +228,17 @@ impl Attrs {
                     .context("linux.personality: personality");
             }
         }
+        // Through a verified procfs fd, never by path (CVE-2025-52881, CVE-2019-16884):
+        // an image or volume mounted over /proc must not swallow the label.
+        let pid = std::process::id();
         if let Some(a) = &self.apparmor {
-            let r = crate::sys::write_file(
-                std::path::Path::new("/proc/thread-self/attr/apparmor/exec"),
-                a.as_bytes(),
-            )
-            .or_else(|_| {
-                crate::sys::write_file(
-                    std::path::Path::new("/proc/thread-self/attr/exec"),
-                    a.as_bytes(),
-                )
-            });
-            r.context("process.apparmorProfile: set the exec profile")?;
+            crate::rootfs::proc_write(&format!("{pid}/attr/apparmor/exec"), a.as_bytes())
+                .or_else(|_| crate::rootfs::proc_write(&format!("{pid}/attr/exec"), a.as_bytes()))
+                .context("process.apparmorProfile: set the exec profile")?;
         }
         if let Some(l) = &self.selinux {
-            crate::sys::write_file(
-                std::path::Path::new("/proc/thread-self/attr/exec"),
-                l.as_bytes(),
-            )
-            .context("process.selinuxLabel: set the exec label")?;
+            crate::rootfs::proc_write(&format!("{pid}/attr/exec"), l.as_bytes())
+                .context("process.selinuxLabel: set the exec label")?;
         }
         Ok(())
     }

@@ -1,0 +1,402 @@
+#!/bin/sh
+# cgroup v2 scenarios, run inside a guest whose only cgroup hierarchy is cgroup2 at
+# /sys/fs/cgroup: the same behaviours tests/cgroups.rs checks on the v1 host, against
+# v2 files. Limits land in memory.max/cpu.max/cpu.weight/pids.max/..., an OOM kill is
+# reported by `events`, pids.max stops a fork bomb, the eBPF device program denies
+# (and is replaced on update), update changes a running container, pause/resume use
+# cgroup.freeze, kill --all empties the cgroup, ps lists it, delete removes it, and a
+# kraal started from a populated cgroup (a systemd service, a login session) still
+# gets working controllers.
+#
+#   sh v2-cases.sh [CASE...]     (default: every case)
+# Output: PASS/FAIL/SKIP lines, then "v2: N passed, M failed, K skipped".
+
+SUITE=${SUITE:-v2}
+. /vm/cases-lib.sh
+
+grep -q " /sys/fs/cgroup cgroup2 " /proc/mounts && ! grep -q " cgroup " /proc/mounts || {
+	echo "FAIL $SUITE:setup: cgroup2 is not alone at /sys/fs/cgroup: $(grep cgroup /proc/mounts)"
+	exit 1
+}
+
+# The device a probe container opens: /dev/loop-control (10:237), which the config
+# creates, no default rule allows, and opening needs no capability.
+DEVPROBE='for d in loop-control null; do
+	dd if=/dev/$d of=/dev/null count=0 2>/dev/null && echo $d-read-ok || echo $d-read-denied
+	dd if=/dev/zero of=/dev/$d count=0 2>/dev/null && echo $d-write-ok || echo $d-write-denied
+done'
+
+case_limits_land_in_v2_files() {
+	bundle lim 'touch /shared/ready; sleep 1000'
+	resources '{"memory": {"limit": 67108864, "reservation": 33554432, "swap": 100663296},
+		"cpu": {"shares": 512, "quota": 20000, "period": 100000, "burst": 1000, "cpus": "0", "mems": "0"},
+		"pids": {"limit": 50}}'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	pid=$(init_pid "$ID")
+	d=$PARENT_DIR/$ID
+	in_procs "$d" "$pid" || die "init $pid is not in $d/cgroup.procs: $(cat "$d/cgroup.procs" 2>&1)"
+	eq "$(cgdir_of "$pid")" "$d" "the init's cgroup"
+	fileq "$d/memory.max" $((64 * MB))
+	fileq "$d/memory.low" $((32 * MB))
+	# v1's memory+swap 96M with memory 64M is 32M of swap on v2.
+	fileq "$d/memory.swap.max" $((32 * MB))
+	# runc/crun: weight = 1 + (shares - 2) * 9999 / 262142.
+	fileq "$d/cpu.weight" 20
+	fileq "$d/cpu.max" "20000 100000"
+	fileq "$d/cpu.max.burst" 1000
+	fileq "$d/cpuset.cpus" 0
+	fileq "$d/cpuset.mems" 0
+	fileq "$d/pids.max" 50
+
+	kok events --stats "$ID"
+	[ "$(wc -l <"$OUT")" = 1 ] || die "events --stats printed $(wc -l <"$OUT") lines: $(cat "$OUT")"
+	eq "$(jq -r .type "$OUT")" stats "event type"
+	eq "$(jq -r .id "$OUT")" "$ID" "event id"
+	eq "$(jq -r .data.memory.usage.limit "$OUT")" $((64 * MB)) "events: memory.usage.limit"
+	eq "$(jq -r .data.pids.limit "$OUT")" 50 "events: pids.limit"
+	[ "$(jq -r '.data.pids.current // 0' "$OUT")" -ge 1 ] || die "events: pids.current < 1: $(cat "$OUT")"
+	[ "$(jq -r '.data.cpu.usage.total // 0' "$OUT")" -gt 0 ] || die "events: cpu.usage.total is 0: $(cat "$OUT")"
+	eq "$(jq -c .data.cpuset.cpus "$OUT")" "[0]" "events: cpuset.cpus"
+	kok delete --force "$ID"
+	[ ! -e "$d" ] || die "$d left after delete --force"
+}
+
+case_blkio_weight_uses_the_v2_weight_file() {
+	bundle bw 'sleep 1000'
+	resources '{"blockIO": {"weight": 500}}'
+	k create --bundle "$B" "$ID"
+	rc=$?
+	d=$PARENT_DIR/$ID
+	if [ -e "$d/io.bfq.weight" ]; then
+		[ $rc = 0 ] || die "create failed: $(cat "$ERR")"
+		fileq "$d/io.bfq.weight" "default 500"
+	elif [ -e "$d/io.weight" ]; then
+		[ $rc = 0 ] || die "create failed: $(cat "$ERR")"
+		# runc/crun: io.weight = 1 + (blkio - 10) * 9999 / 990.
+		fileq "$d/io.weight" "default 4950"
+	else
+		[ $rc != 0 ] || die "create succeeded although $d has no io weight file"
+		grep -q 'linux.resources.blockIO.weight' "$ERR" || die "error does not name the field: $(cat "$ERR")"
+	fi
+}
+
+case_v1_only_fields_are_refused_cleanly() {
+	bundle v1only 'true'
+	resources '{"memory": {"limit": 67108864, "disableOOMKiller": true}}'
+	kfail disableOOMKiller create --bundle "$B" "$ID"
+	[ ! -e "$PARENT_DIR/$ID" ] || die "refused create left $PARENT_DIR/$ID"
+	[ ! -e "$ROOT/$ID" ] || die "refused create left state $ROOT/$ID"
+	resources '{"cpu": {"realtimeRuntime": 1000, "realtimePeriod": 100000}}'
+	kfail realtime create --bundle "$B" "$ID"
+	resources '{"blockIO": {"leafWeight": 300}}'
+	kfail leafWeight create --bundle "$B" "$ID"
+	resources '{"network": {"classID": 1048577}}'
+	k create --bundle "$B" "$ID"
+	echo "  network.classID on v2: exit $? $(head -c 300 "$ERR")"
+	k delete --force "$ID"
+	[ ! -e "$PARENT_DIR/$ID" ] || die "$PARENT_DIR/$ID left"
+}
+
+case_unified_keys_are_written() {
+	bundle uni 'sleep 1000'
+	resources '{"unified": {"memory.high": "50331648", "pids.max": "12"}}'
+	kok create --bundle "$B" "$ID"
+	d=$PARENT_DIR/$ID
+	fileq "$d/memory.high" 50331648
+	fileq "$d/pids.max" 12
+	kok delete --force "$ID"
+	bundle uni2 'true'
+	resources '{"unified": {"memory.no_such_file": "1"}}'
+	kfail linux.resources.unified create --bundle "$B" "$ID"
+	resources '{"unified": {"../memory.max": "1"}}'
+	kfail linux.resources.unified create --bundle "$B" "$ID"
+	[ ! -e "$PARENT_DIR/$ID" ] || die "refused create left $PARENT_DIR/$ID"
+}
+
+case_hugetlb_limits() {
+	[ -n "$(ls /sys/kernel/mm/hugepages 2>/dev/null)" ] || skip "no huge page sizes in this kernel"
+	bundle huge 'sleep 1000'
+	resources '{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}'
+	kok create --bundle "$B" "$ID"
+	fileq "$PARENT_DIR/$ID/hugetlb.2MB.max" 4194304
+	kok delete --force "$ID"
+	bundle huge2 'true'
+	resources '{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}'
+	kfail linux.resources.hugepageLimits create --bundle "$B" "$ID"
+}
+
+case_controllers_are_enabled_down_the_tree() {
+	bundle ctl 'sleep 1000'
+	resources '{"memory": {"limit": 67108864}, "pids": {"limit": 20}, "cpu": {"shares": 1024}}'
+	kok create --bundle "$B" "$ID"
+	d=$PARENT_DIR/$ID
+	for c in memory pids cpu io cpuset; do
+		grep -qw "$c" "$PARENT_DIR/cgroup.subtree_control" ||
+			die "$c not enabled in $PARENT_DIR/cgroup.subtree_control: $(cat "$PARENT_DIR/cgroup.subtree_control")"
+		grep -qw "$c" "$d/cgroup.controllers" ||
+			die "$c not available in $d/cgroup.controllers: $(cat "$d/cgroup.controllers")"
+	done
+	# The container's own cgroup holds its init: it must not enable controllers.
+	eq "$(readf "$d/cgroup.subtree_control")" "" "$d/cgroup.subtree_control"
+}
+
+case_memory_limit_oom_kills_and_events_reports_it() {
+	bundle oom 'touch /shared/ready; while [ ! -e /shared/go ]; do sleep 0.05; done;
+		tail /dev/zero; echo $? > /shared/hog-status; sleep 1000'
+	resources '{"memory": {"limit": 16777216, "swap": 16777216}}'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	d=$PARENT_DIR/$ID
+	wait_for 60 test -e "$SHARED/ready" || die "the container never got ready"
+	fileq "$d/memory.swap.max" 0
+	ev=$W/events.out
+	timeout 300 "$KRAAL" --root "$ROOT" events --interval 200ms "$ID" >"$ev" 2>"$W/events.err" </dev/null &
+	evpid=$!
+	register_pid $evpid
+	wait_for 60 grep -q '"type":"stats"' "$ev" || die "no stats line from events: $(cat "$ev" "$W/events.err")"
+	touch "$SHARED/go"
+	wait_for 120 grep -q '"type":"oom"' "$ev" || die "no oom event: $(tail -n 3 "$ev"; cat "$W/events.err"; cat "$d/memory.events")"
+	eq "$(grep '"type":"oom"' "$ev" | head -n 1)" "{\"type\":\"oom\",\"id\":\"$ID\"}" "oom event line"
+	wait_for 60 test -s "$SHARED/hog-status" || die "the hog never finished"
+	eq "$(cat "$SHARED/hog-status")" 137 "the hog's exit status (SIGKILL by the OOM killer)"
+	[ "$(keyed "$d/memory.events" oom_kill)" -ge 1 ] || die "memory.events: $(cat "$d/memory.events")"
+	k state "$ID"
+	eq "$(jq -r .status "$OUT")" running "status after the OOM kill"
+	kok events --stats "$ID"
+	max=$(jq -r '.data.memory.usage.max // 0' "$OUT")
+	[ "$max" -gt $((15 * MB)) ] && [ "$max" -le $((16 * MB)) ] ||
+		die "events: memory.usage.max $max should be near the 16M limit (memory.peak $(readf "$d/memory.peak"))"
+	kok delete --force "$ID"
+	# The stream ends by itself once the container is gone.
+	n=0
+	while kill -0 $evpid 2>/dev/null; do
+		n=$((n + 1))
+		[ $n -lt 300 ] || die "events did not exit after delete"
+		sleep 0.1
+	done
+	wait $evpid
+	eq "$?" 0 "events exit status after delete"
+}
+
+case_pids_limit_stops_a_fork_bomb() {
+	bundle pids 'touch /shared/ready; while :; do sleep 1000 & done'
+	resources '{"pids": {"limit": 8}}'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	d=$PARENT_DIR/$ID
+	wait_for 60 test -e "$SHARED/ready" || die "never ready"
+	refused() { [ "$(keyed "$d/pids.events" max)" -gt 0 ]; }
+	wait_for 60 refused || die "no fork refused: pids.events $(cat "$d/pids.events"), pids.current $(readf "$d/pids.current")"
+	[ "$(readf "$d/pids.current")" -le 8 ] || die "pids.current $(readf "$d/pids.current") above the limit"
+	fileq "$d/pids.max" 8
+	kok ps --format json "$ID"
+	[ "$(jq length "$OUT")" -le 8 ] || die "ps lists more than 8: $(cat "$OUT")"
+	kok delete --force "$ID"
+}
+
+# probe RULES: runs the device probe with linux.resources.devices = RULES.
+probe() {
+	bundle "dev$1" "$DEVPROBE"
+	edit '.linux.devices = [{"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 384}] |
+		.linux.resources.devices = $r' --argjson r "$2"
+	kok run --bundle "$B" "$ID"
+	tr '\n' ' ' <"$OUT"
+}
+
+case_device_ebpf_program_denies() {
+	out=$(probe 1 '[{"allow": false, "access": "rwm"}]')
+	for want in loop-control-read-denied loop-control-write-denied null-read-ok null-write-ok; do
+		case " $out " in *" $want "*) ;; *) die "deny all: $want missing from: $out" ;; esac
+	done
+	out=$(probe 2 '[{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 237, "access": "r"}]')
+	for want in loop-control-read-ok loop-control-write-denied null-read-ok; do
+		case " $out " in *" $want "*) ;; *) die "allow read: $want missing from: $out" ;; esac
+	done
+	out=$(probe 3 '[{"allow": true, "access": "rwm"}, {"allow": false, "type": "c", "major": 10, "minor": 237, "access": "w"}]')
+	for want in loop-control-read-ok loop-control-write-denied null-write-ok; do
+		case " $out " in *" $want "*) ;; *) die "deny list: $want missing from: $out" ;; esac
+	done
+}
+
+case_update_changes_a_running_container() {
+	bundle upd 'touch /shared/ready; sleep 1000'
+	resources '{"memory": {"limit": 67108864}, "pids": {"limit": 50}}'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	d=$PARENT_DIR/$ID
+	kok update --memory 128m --memory-swap 256m --pids-limit 30 --cpu-share 256 --cpu-quota 50000 "$ID"
+	fileq "$d/memory.max" $((128 * MB))
+	fileq "$d/memory.swap.max" $((128 * MB))
+	fileq "$d/pids.max" 30
+	fileq "$d/cpu.weight" 10
+	fileq "$d/cpu.max" "50000 100000"
+	kok update --cpu-idle 1 "$ID"
+	fileq "$d/cpu.idle" 1
+	kok update --cpu-idle 0 "$ID"
+	fileq "$d/cpu.idle" 0
+	kok update --cpuset-cpus 1 "$ID"
+	fileq "$d/cpuset.cpus" 1
+	echo "{\"memory\": {\"limit\": $((96 * MB)), \"swap\": $((96 * MB))}, \"pids\": {\"limit\": 25}}" >"$W/res.json"
+	kok update --resources "$W/res.json" "$ID"
+	fileq "$d/memory.max" $((96 * MB))
+	fileq "$d/memory.swap.max" 0
+	fileq "$d/pids.max" 25
+	echo '{"pids": {"limit": -1}, "unified": {"memory.high": "83886080"}}' >"$W/res2.json"
+	kok update -r "$W/res2.json" "$ID"
+	fileq "$d/pids.max" max
+	fileq "$d/memory.high" 83886080
+	kok events --stats "$ID"
+	eq "$(jq -r .data.memory.usage.limit "$OUT")" $((96 * MB)) "events after update: memory limit"
+	kfail --memory update --memory lots "$ID"
+	echo '{"memory": {"limit": "big"}}' >"$W/bad.json"
+	kfail memory.limit update -r "$W/bad.json" "$ID"
+	fileq "$d/memory.max" $((96 * MB))
+	kfail "does not exist" update --pids-limit 5 no-such-container
+	# The device program is replaced: /dev/zero readable, then not.
+	kok exec "$ID" head -c 1 /dev/zero
+	echo '{"devices": [{"allow": false, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]}' >"$W/dev.json"
+	kok update -r "$W/dev.json" "$ID"
+	k exec "$ID" sh -c 'head -c 1 /dev/zero >/dev/null'
+	[ $? != 0 ] || die "/dev/zero still readable after the device update"
+	kok exec "$ID" sh -c 'echo x >/dev/null'
+	kok delete --force "$ID"
+}
+
+case_pause_freezes_and_resume_continues() {
+	bundle pause 'i=0; while :; do i=$((i+1)); echo $i > /shared/c.tmp; mv /shared/c.tmp /shared/counter; sleep 0.05; done'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	d=$PARENT_DIR/$ID
+	counter() { cat "$SHARED/counter" 2>/dev/null || echo 0; }
+	started() { [ "$(counter)" -gt 3 ]; }
+	wait_for 60 started || die "the counter never started"
+	kok pause "$ID"
+	k state "$ID"
+	eq "$(jq -r .status "$OUT")" paused "status after pause"
+	fileq "$d/cgroup.freeze" 1
+	eq "$(keyed "$d/cgroup.events" frozen)" 1 "cgroup.events frozen"
+	at=$(counter)
+	sleep 1
+	eq "$(counter)" "$at" "the counter while paused"
+	kfail paused pause "$ID"
+	kok list --format json
+	eq "$(jq -r '.[0].status' "$OUT")" paused "list status"
+	kok resume "$ID"
+	fileq "$d/cgroup.freeze" 0
+	moved() { [ "$(counter)" -gt $((at + 3)) ]; }
+	wait_for 60 moved || die "the counter did not move after resume"
+	kfail "not paused" resume "$ID"
+	kok pause "$ID"
+	kok delete --force "$ID"
+	[ ! -e "$d" ] || die "$d left after deleting a paused container"
+}
+
+case_kill_all_empties_the_cgroup() {
+	bundle killall 'touch /shared/ready; while :; do sleep 1000 & sleep 0.02; done'
+	resources '{"pids": {"limit": 64}}'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	d=$PARENT_DIR/$ID
+	wait_for 60 test -e "$SHARED/ready" || die "never ready"
+	some() { [ "$(wc -l <"$d/cgroup.procs")" -ge 5 ]; }
+	wait_for 60 some || die "the container did not fork"
+	kok kill --all "$ID" KILL
+	empty() { [ ! -s "$d/cgroup.procs" ]; }
+	wait_for 30 empty || die "processes left after kill --all: $(cat "$d/cgroup.procs")"
+	eq "$(keyed "$d/cgroup.events" populated)" 0 "cgroup.events populated"
+	stopped() { k state "$ID" && [ "$(jq -r .status "$OUT")" = stopped ]; }
+	wait_for 30 stopped || die "not stopped after kill --all: $(cat "$OUT")"
+	kok delete "$ID"
+	[ ! -e "$d" ] || die "$d left after delete"
+}
+
+case_ps_lists_the_container_processes() {
+	bundle ps 'sleep 1001 & sleep 1002 & touch /shared/ready; wait'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	wait_for 60 test -e "$SHARED/ready" || die "never ready"
+	pid=$(init_pid "$ID")
+	kok ps --format json "$ID"
+	eq "$(jq length "$OUT")" 3 "ps --format json count ($(cat "$OUT"))"
+	jq -e --argjson p "$pid" 'index($p) != null' "$OUT" >/dev/null || die "init $pid not in $(cat "$OUT")"
+	kok ps "$ID"
+	eq "$(wc -l <"$OUT")" 4 "ps table lines ($(cat "$OUT"))"
+	grep -q 'sleep 1001' "$OUT" && grep -q 'sleep 1002' "$OUT" || die "ps table: $(cat "$OUT")"
+	kok ps "$ID" -o pid,comm
+	eq "$(tail -n +2 "$OUT" | wc -l)" 3 "ps -o pid,comm rows ($(cat "$OUT"))"
+}
+
+case_exec_joins_the_container_cgroup() {
+	bundle exj 'sleep 1000'
+	resources '{"pids": {"limit": 20}}'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	kok exec "$ID" cat /proc/self/cgroup
+	eq "$(cat "$OUT")" "0::/" "the exec'd process's /proc/self/cgroup (cgroup namespace)"
+	kok exec -d "$ID" sleep 999
+	kok ps --format json "$ID"
+	eq "$(jq length "$OUT")" 2 "processes after exec -d ($(cat "$OUT"))"
+	kok exec "$ID" cat /sys/fs/cgroup/pids.max
+	eq "$(cat "$OUT")" 20 "pids.max seen inside the container at /sys/fs/cgroup"
+}
+
+case_delete_removes_the_cgroup() {
+	bundle del1 'true'
+	resources '{"memory": {"limit": 67108864}}'
+	kok run --bundle "$B" "$ID"
+	[ ! -e "$PARENT_DIR/$ID" ] || die "$PARENT_DIR/$ID left after run"
+	bundle del2 'sleep 1000'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	[ -d "$PARENT_DIR/$ID" ] || die "$PARENT_DIR/$ID missing while running"
+	kok delete --force "$ID"
+	[ ! -e "$PARENT_DIR/$ID" ] || die "$PARENT_DIR/$ID left after delete --force"
+	bundle del3 'mkdir /sys/fs/cgroup/sub && echo $$ > /sys/fs/cgroup/sub/cgroup.procs && touch /shared/ready; sleep 1000'
+	edit '(.mounts[] | select(.destination == "/sys/fs/cgroup") | .options) |= map(select(. != "ro"))'
+	kok create --bundle "$B" "$ID"
+	kok start "$ID"
+	wait_for 60 test -e "$SHARED/ready" || die "the container could not make a nested cgroup: $(cat "$W/io/"*.err | tail -n 3)"
+	[ -d "$PARENT_DIR/$ID/sub" ] || die "nested cgroup $PARENT_DIR/$ID/sub missing"
+	kok delete --force "$ID"
+	[ ! -e "$PARENT_DIR/$ID" ] || die "$PARENT_DIR/$ID (with a nested cgroup) left after delete --force"
+}
+
+# kraal started from a cgroup that has processes (a systemd service, a login
+# session): the kernel forbids enabling controllers below a populated cgroup, so a
+# container placed under it has none. runc on v2 resolves a relative path from the
+# parent of its own cgroup for this reason (fs2 defaultDirPath).
+case_limits_apply_when_kraal_runs_in_a_populated_cgroup() {
+	busy=$OWN_DIR/kraal-vm-busy-$$
+	mkdir "$busy" || die "mkdir $busy"
+	register_cgroup "$busy"
+	sleep 1000 &
+	sleeper=$!
+	register_pid $sleeper
+	echo $sleeper >"$busy/cgroup.procs" || die "cannot move a sleeper into $busy"
+	bundle busy 'sleep 1000'
+	resources '{"memory": {"limit": 67108864}, "pids": {"limit": 20}}'
+	edit '.linux.cgroupsPath = "kraal-vm-nested/busy"'
+	register_cgroup "$busy/kraal-vm-nested"
+	register_cgroup "$OWN_DIR/kraal-vm-nested"
+	# kraal runs from inside $busy.
+	sh -c 'echo $$ > "$1/cgroup.procs" && exec timeout 60 "$2" --root "$3" create --bundle "$4" busy' \
+		sh "$busy" "$KRAAL" "$ROOT" "$B" >"$W/busy.out" 2>"$W/busy.err" </dev/null
+	rc=$?
+	[ $rc = 0 ] || die "create from the populated cgroup $busy exited $rc: $(cat "$W/busy.err")"
+	pid=$(init_pid busy)
+	d=$(cgdir_of "$pid")
+	echo "  container cgroup: $d"
+	fileq "$d/memory.max" $((64 * MB))
+	fileq "$d/pids.max" 20
+	kok delete --force busy
+	[ ! -e "$d" ] || die "$d left after delete"
+}
+
+if [ $# -eq 0 ]; then
+	set -- $(sed -n 's/^case_\([a-z0-9_]*\)() {$/\1/p' /vm/v2-cases.sh)
+fi
+for c in "$@"; do
+	run_case "$c"
+done
+suite_end

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The VM suite: kraal's cgroup v2 and systemd code run against a real kernel, in
+# guests built from Debian packages and booted with qemu (KVM when it works here,
+# else TCG). Ends with one line "N passed, M failed, K skipped"; exits 1 when
+# anything failed or a guest did not boot or finish (a guest that silently skipped
+# would hide exactly what this suite is for).
+#
+#   integration/vm/run.sh [plain|systemd|all]      (default: all)
+#
+# plain:   busybox initramfs, cgroup2 alone at /sys/fs/cgroup with every controller
+#          enabled at the root; runs guest/v2-cases.sh and the lifecycle, exec and
+#          cgroups test binaries.
+# systemd: debootstrap'ed bookworm with systemd as PID 1 (cgroup v2 only); runs
+#          guest/systemd-cases.sh (boot state, the --systemd-cgroup driver) and the
+#          lifecycle and exec test binaries from a systemd unit.
+#
+# Cache (kernel, initramfs, debootstrap, image): $KRAAL_VM_CACHE, else
+# $XDG_CACHE_HOME/kraal-vm, else /var/cache/kraal-vm. Other knobs: KRAAL_VM_ACCEL
+# (kvm|tcg), KRAAL_VM_KEEP=1 (keep the work dir: reports, console logs),
+# KRAAL_VM_TIMEOUT_PLAIN / KRAAL_VM_TIMEOUT_SYSTEMD (seconds per guest),
+# KRAAL_VM_PLAN_PLAIN / KRAAL_VM_PLAN_SYSTEMD (a plan file, see guest/suite.sh).
+set -uo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+
+[ "$(id -u)" = 0 ] || {
+	echo "run.sh: the VM suite needs root (apt-get, the cache)" >&2
+	exit 2
+}
+which=${1:-all}
+case $which in
+plain) guests=(plain) ;;
+systemd) guests=(systemd) ;;
+all) guests=(plain systemd) ;;
+*)
+	echo "usage: run.sh [plain|systemd|all]" >&2
+	exit 2
+	;;
+esac
+
+trap vm_teardown EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# fail_setup WHAT: a guest that cannot even be built fails the run, loudly.
+fail_setup() {
+	say "setup failed: $*"
+	echo "0 passed, 1 failed"
+	exit 1
+}
+
+t_all=$(now)
+vm_setup || fail_setup "cache lock"
+host_tools "$which" || fail_setup "host packages"
+t_build=$(now)
+build_kraal || fail_setup "building kraal and its tests"
+fetch_kernel || fail_setup "the guest kernel"
+initramfs plain || fail_setup "the plain initramfs"
+PLAIN_INITRD=$INITRD
+payload || fail_setup "the payload"
+accel
+say "kernel $KVER, accel $ACCEL, prepared in $(secs_since "$t_build")s"
+
+: >"$WORK/results"
+timing=()
+for g in "${guests[@]}"; do
+	case $g in
+	plain)
+		plain_initrd || fail_setup "the plain guest's initrd"
+		say "booting the plain cgroup v2 guest"
+		boot plain "${KRAAL_VM_TIMEOUT_PLAIN:-540}" -kernel "$KDIR/vmlinux" -initrd "$RUN_INITRD" \
+			-append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet"
+		tally plain
+		tests_s=$(awk -v a="${BOOT_S:-0}" -v b="$RUN_S" 'BEGIN { printf "%.1f", b - a }')
+		timing+=("plain: boot to /init ${BOOT_S:-never}s (guest uptime $(awk '/^KVM-INIT/ { print $2; exit }' "$WORK/plain.report")s), tests ${tests_s}s, VM total ${RUN_S}s")
+		;;
+	systemd)
+		t_img=$(now)
+		systemd_image || fail_setup "the systemd image"
+		initramfs systemd || fail_setup "the systemd guest's initramfs"
+		systemd_disks || fail_setup "the systemd guest's disks"
+		say "systemd image ready in $(secs_since "$t_img")s; booting the systemd guest"
+		boot systemd "${KRAAL_VM_TIMEOUT_SYSTEMD:-540}" -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
+			-drive "file=$ROOT_DISK,if=virtio,format=qcow2" \
+			-drive "file=$PAYLOAD_DISK,if=virtio,format=raw,readonly=on" \
+			-append "console=ttyS0 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 panic=-1 quiet"
+		tally systemd
+		tests_s=$(awk -v a="${READY_S:-0}" -v b="$RUN_S" 'BEGIN { printf "%.1f", b - a }')
+		timing+=("systemd: boot to the test unit ${BOOT_S:-never}s, system running at ${READY_S:-never}s ($(awk '/^KVM-NOTE Startup finished/ { sub(/^KVM-NOTE /, ""); print; exit }' "$WORK/systemd.report")), tests ${tests_s}s, VM total ${RUN_S}s")
+		;;
+	esac
+	if ! grep -q '^KVM-INIT' "$WORK/$g.report"; then
+		say "$g: the guest did not boot; last console lines:"
+		tail -n 25 "$WORK/$g.console" | sed 's/^/  | /' >&2
+	fi
+done
+
+passed=$(grep -c '^P' "$WORK/results")
+failed=$(grep -c '^F' "$WORK/results")
+skipped=$(grep -c '^S' "$WORK/results")
+echo
+echo "== VM suite ($ACCEL, $GUEST_CPUS cpus, $GUEST_MEM, kernel $KVER), $(secs_since "$t_all")s in all"
+for t in "${timing[@]}"; do
+	echo "   $t"
+done
+if [ "$skipped" != 0 ]; then
+	echo "== skipped:"
+	awk -F'\t' '$1 == "S" { print "   " $2 ": " $3 }' "$WORK/results"
+fi
+if [ "$failed" != 0 ]; then
+	echo "== failed:"
+	while IFS=$'\t' read -r kind name detail; do
+		[ "$kind" = F ] || continue
+		echo "   FAIL $name${detail:+: $detail}"
+		details "${name%%/*}" "${name#*/}" | sed 's/^/        /'
+	done <"$WORK/results"
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
