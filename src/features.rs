@@ -23,7 +23,6 @@ pub const HOOKS: &[&str] = &[
 
 /// Mount options kraal's mount code interprets itself. Any other option is filesystem
 /// data, passed to mount(2) as its `data` argument (and refused on bind mounts).
-/// `tmpcopyup` is deliberately absent: kraal does not implement it.
 pub const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -83,6 +82,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "suid",
     "symfollow",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 
@@ -286,10 +286,10 @@ mod tests {
     }
 
     #[test]
-    fn mount_options_are_unique_and_leave_out_tmpcopyup() {
+    fn mount_options_are_unique() {
         let unique: HashSet<&str> = MOUNT_OPTIONS.iter().copied().collect();
         assert_eq!(unique.len(), MOUNT_OPTIONS.len());
-        assert!(!MOUNT_OPTIONS.contains(&"tmpcopyup"));
+        assert!(MOUNT_OPTIONS.contains(&"tmpcopyup"));
         assert!(
             !MOUNT_OPTIONS.contains(&"idmap"),
             "idmap is advertised through mountExtensions"

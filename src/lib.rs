@@ -25,6 +25,7 @@ pub mod signals;
 pub mod state;
 pub mod sys;
 pub mod timefmt;
+pub mod tmpcopyup;
 pub mod tty;
 pub mod validate;
 

@@ -31,6 +31,8 @@ pub struct Options {
     pub attr_set: u64,
     pub attr_clr: u64,
     pub data: Vec<String>,
+    /// runc's `tmpcopyup`: a tmpfs that starts with the directory's contents.
+    pub tmpcopyup: bool,
 }
 
 impl Options {
@@ -46,6 +48,10 @@ pub fn parse_options(opts: &[String]) -> Options {
         let (set, clr): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
             // Handled by the id-mapping code, never filesystem data.
             "defaults" | "idmap" | "ridmap" => (0, 0),
+            "tmpcopyup" => {
+                o.tmpcopyup = true;
+                continue;
+            }
             "ro" => (libc::MS_RDONLY, 0),
             "rw" => (0, libc::MS_RDONLY),
             "nosuid" => (libc::MS_NOSUID, 0),
@@ -464,6 +470,15 @@ pub fn mount_one(root: BorrowedFd, m: &Prepared) -> Result<()> {
             remount_bind(mounted.as_fd(), extra, m.opts.cleared)
                 .with_context(|| format!("{label}: remount with options"))?;
         }
+        apply_after(mounted.as_fd(), &m.opts)
+            .with_context(|| format!("{label}: set propagation/attributes"))?;
+        return Ok(());
+    }
+    if m.opts.tmpcopyup && fstype == Some("tmpfs") {
+        crate::tmpcopyup::mount(target.as_fd(), m.opts.flags, &m.opts.data)
+            .with_context(|| format!("{label}: tmpfs with tmpcopyup"))?;
+        let mounted = safe_path::open(root, &m.dest, libc::O_PATH)
+            .with_context(|| format!("{label}: reopen after mount"))?;
         apply_after(mounted.as_fd(), &m.opts)
             .with_context(|| format!("{label}: set propagation/attributes"))?;
         return Ok(());

@@ -756,7 +756,9 @@ fn check_mount(
         bail!("{field}.options[{j}]: contains a NUL byte");
     }
     if let Some(j) = options.iter().position(|o| o == "tmpcopyup") {
-        bail!("{field}.options[{j}]: \"tmpcopyup\" is not supported by kraal");
+        if mount.typ().as_deref() != Some("tmpfs") {
+            bail!("{field}.options[{j}]: \"tmpcopyup\" applies only to tmpfs mounts");
+        }
     }
     let bind = is_bind(mount);
     check_proc_mount(field, mount, bind)?;
@@ -1896,9 +1898,14 @@ mod tests {
             "destination": "/tmp", "source": "tmpfs", "type": "tmpfs",
             "options": ["nosuid", "mode=1777", "size=64k", "whatever"]
         })));
+        assert_ok(&with_mount(
+            json!({"destination": "/tmp", "type": "tmpfs", "options": ["tmpcopyup"]}),
+        ));
         assert_err(
-            &with_mount(json!({"destination": "/tmp", "type": "tmpfs", "options": ["tmpcopyup"]})),
-            "mounts[1].options[0]: \"tmpcopyup\" is not supported",
+            &with_mount(
+                json!({"destination": "/x", "type": "bind", "source": "/srv", "options": ["tmpcopyup"]}),
+            ),
+            "mounts[1].options[0]: \"tmpcopyup\" applies only to tmpfs mounts",
         );
     }
 

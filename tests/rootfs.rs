@@ -329,3 +329,32 @@ fn mkbundle_script_makes_a_runnable_bundle() {
     assert!(dir.join("config.json").exists() && rootfs.join("bin/busybox").exists());
     t.assert_clean();
 }
+
+/// `tmpcopyup`: the tmpfs over /etc starts with the image's /etc (files, modes,
+/// symlinks), and writes to it do not reach the image.
+#[test]
+fn tmpfs_tmpcopyup_copies_the_directory() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["sh", "-c", "grep -c kraaluser /etc/passwd; ls -l /etc/link | cut -d'>' -f2; stat -c %a /etc/sub; echo new > /etc/new-file; grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f9"]);
+    std::fs::create_dir_all(b.rootfs.join("etc/sub")).unwrap();
+    std::fs::set_permissions(
+        b.rootfs.join("etc/sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o710),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("passwd", b.rootfs.join("etc/link")).unwrap();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+            "options": ["rw", "nosuid", "nodev", "tmpcopyup", "size=1m"],
+        }));
+    });
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(o.stdout_lines(), ["1", " passwd", "710", "tmpfs"]);
+    assert!(
+        !b.rootfs.join("etc/new-file").exists(),
+        "the write stayed in the tmpfs"
+    );
+    t.assert_clean();
+}

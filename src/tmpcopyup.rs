@@ -1,0 +1,327 @@
+//! The `tmpcopyup` mount option (runc's): a tmpfs mounted over a directory of the
+//! image starts with a copy of what the directory held. The tmpfs is made detached
+//! (fsopen/fsmount), filled through fds, then moved onto the directory.
+
+use crate::sys;
+use anyhow::{Context, Result};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_FLAG: u32 = 0;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSMOUNT_CLOEXEC: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+
+fn check(r: libc::c_long, what: &str) -> Result<libc::c_long> {
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context(what.to_string());
+    }
+    Ok(r)
+}
+
+/// Mount attributes for fsmount from MS_* flags (read-only is applied after the copy).
+fn attrs(flags: libc::c_ulong) -> u64 {
+    use crate::mounts::*;
+    let mut a = 0;
+    for (ms, at) in [
+        (libc::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (libc::MS_NOATIME, MOUNT_ATTR_NOATIME),
+        (libc::MS_STRICTATIME, MOUNT_ATTR_STRICTATIME),
+        (libc::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+    ] {
+        if flags & ms != 0 {
+            a |= at;
+        }
+    }
+    a
+}
+
+/// Mounts a tmpfs with `data` options over the directory `target`, holding a copy of
+/// its contents.
+pub fn mount(target: BorrowedFd, flags: libc::c_ulong, data: &[String]) -> Result<()> {
+    let fs = check(
+        unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) },
+        "fsopen tmpfs",
+    )?;
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    // Shown as the mount's source in mountinfo, as a mount(2) of "tmpfs" would be.
+    let source = std::iter::once("source=tmpfs".to_string());
+    for opt in source.chain(data.iter().cloned()) {
+        let opt = &opt;
+        let (k, v) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt.as_str(), None),
+        };
+        let kc = CString::new(k).context("tmpfs option")?;
+        let r = match v {
+            Some(v) => {
+                let vc = CString::new(v).context("tmpfs option")?;
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_fsconfig,
+                        fs.as_raw_fd(),
+                        FSCONFIG_SET_STRING,
+                        kc.as_ptr(),
+                        vc.as_ptr(),
+                        0,
+                    )
+                }
+            }
+            None => unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_FLAG,
+                    kc.as_ptr(),
+                    std::ptr::null::<libc::c_char>(),
+                    0,
+                )
+            },
+        };
+        check(r, &format!("tmpfs option {opt}"))?;
+    }
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        },
+        "create tmpfs",
+    )?;
+    let m = check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                fs.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs(flags),
+            )
+        },
+        "fsmount tmpfs",
+    )?;
+    let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    let src = sys::openat(Some(target), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .context("open the directory to copy")?;
+    let dst = sys::openat(
+        Some(mnt_fd(&mnt)),
+        c".",
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .context("open the new tmpfs")?;
+    copy_dir(src.as_raw_fd(), dst.as_raw_fd()).context("copy the directory into the tmpfs")?;
+    // The tmpfs root takes the directory's mode and owner.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(src.as_raw_fd(), &mut st) } == 0 {
+        unsafe {
+            libc::fchmod(dst.as_raw_fd(), st.st_mode & 0o7777);
+            libc::fchown(dst.as_raw_fd(), st.st_uid, st.st_gid);
+        }
+    }
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                mnt.as_raw_fd(),
+                c"".as_ptr(),
+                target.as_raw_fd(),
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        },
+        "move the tmpfs into place",
+    )?;
+    if flags & libc::MS_RDONLY != 0 {
+        let a = sys::MountAttr {
+            attr_set: crate::mounts::MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        sys::mount_setattr(mnt_fd(&mnt), 0, &a).context("make the tmpfs read-only")?;
+    }
+    Ok(())
+}
+
+/// Copies a file's data: copy_file_range, or read/write where the kernel refuses it
+/// across filesystems.
+fn copy_data(s: i32, d: i32) -> std::io::Result<()> {
+    loop {
+        let n = unsafe {
+            libc::copy_file_range(s, std::ptr::null_mut(), d, std::ptr::null_mut(), 1 << 20, 0)
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if n > 0 {
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+        ) {
+            return Err(e);
+        }
+        break;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = unsafe { libc::read(s, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut off = 0;
+        while off < n as usize {
+            let w = unsafe { libc::write(d, buf[off..].as_ptr().cast(), n as usize - off) };
+            if w <= 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            off += w as usize;
+        }
+    }
+}
+
+fn mnt_fd(m: &OwnedFd) -> BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    m.as_fd()
+}
+
+/// Copies the entries of directory `src` into directory `dst` (both fds), keeping
+/// modes, owners and symlinks; never follows a symlink.
+fn copy_dir(src: i32, dst: i32) -> std::io::Result<()> {
+    let dup = unsafe { libc::dup(src) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let dir = unsafe { libc::fdopendir(dup) };
+    if dir.is_null() {
+        unsafe { libc::close(dup) };
+        return Err(std::io::Error::last_os_error());
+    }
+    let result = (|| loop {
+        let ent = unsafe { libc::readdir(dir) };
+        if ent.is_null() {
+            return Ok(());
+        }
+        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) };
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatat(src, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mode = st.st_mode & 0o7777;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                if unsafe { libc::mkdirat(dst, name.as_ptr(), mode) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let s = unsafe {
+                    libc::openat(
+                        src,
+                        name.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                };
+                let d = unsafe {
+                    libc::openat(
+                        dst,
+                        name.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                };
+                if s < 0 || d < 0 {
+                    let e = std::io::Error::last_os_error();
+                    unsafe {
+                        libc::close(s);
+                        libc::close(d);
+                    }
+                    return Err(e);
+                }
+                let r = copy_dir(s, d);
+                unsafe {
+                    libc::fchmod(d, mode);
+                    libc::close(s);
+                    libc::close(d);
+                }
+                r?;
+            }
+            libc::S_IFREG => {
+                let s = unsafe {
+                    libc::openat(
+                        src,
+                        name.as_ptr(),
+                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                };
+                if s < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let d = unsafe {
+                    libc::openat(
+                        dst,
+                        name.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                        mode as libc::c_uint,
+                    )
+                };
+                if d < 0 {
+                    let e = std::io::Error::last_os_error();
+                    unsafe { libc::close(s) };
+                    return Err(e);
+                }
+                let r = copy_data(s, d);
+                unsafe {
+                    libc::fchmod(d, mode);
+                    libc::close(s);
+                    libc::close(d);
+                }
+                r?;
+            }
+            libc::S_IFLNK => {
+                let mut buf = [0u8; 4096];
+                let n = unsafe {
+                    libc::readlinkat(src, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len() - 1)
+                };
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                buf[n as usize] = 0;
+                if unsafe { libc::symlinkat(buf.as_ptr().cast(), dst, name.as_ptr()) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            _ => {
+                if unsafe { libc::mknodat(dst, name.as_ptr(), st.st_mode, st.st_rdev) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        unsafe {
+            libc::fchownat(
+                dst,
+                name.as_ptr(),
+                st.st_uid,
+                st.st_gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+    })();
+    unsafe { libc::closedir(dir) };
+    result
+}
