@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 bash contrib/deps.sh
 cargo build --release
 cargo test -- --test-threads=4
+# Real clients (Podman, containerd, Docker) driving the release build.
+bash integration/run.sh
+bash contrib/leakcheck.sh

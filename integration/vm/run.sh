@@ -48,6 +48,8 @@ fail_setup() {
 	exit 1
 }
 
+s_or_never() { if [ -n "$1" ]; then echo "${1}s"; else echo never; fi; }
+
 t_all=$(now)
 vm_setup || fail_setup "cache lock"
 host_tools "$which" || fail_setup "host packages"
@@ -71,7 +73,7 @@ for g in "${guests[@]}"; do
 			-append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet"
 		tally plain
 		tests_s=$(awk -v a="${BOOT_S:-0}" -v b="$RUN_S" 'BEGIN { printf "%.1f", b - a }')
-		timing+=("plain: boot to /init ${BOOT_S:-never}s (guest uptime $(awk '/^KVM-INIT/ { print $2; exit }' "$WORK/plain.report")s), tests ${tests_s}s, VM total ${RUN_S}s")
+		timing+=("plain: boot to /init $(s_or_never "$BOOT_S") (guest uptime $(s_or_never "$(awk '/^KVM-INIT/ { print $2; exit }' "$WORK/plain.report")")), tests ${tests_s}s, VM total ${RUN_S}s")
 		;;
 	systemd)
 		t_img=$(now)
@@ -85,7 +87,7 @@ for g in "${guests[@]}"; do
 			-append "console=ttyS0 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 panic=-1 quiet"
 		tally systemd
 		tests_s=$(awk -v a="${READY_S:-0}" -v b="$RUN_S" 'BEGIN { printf "%.1f", b - a }')
-		timing+=("systemd: boot to the test unit ${BOOT_S:-never}s, system running at ${READY_S:-never}s ($(awk '/^KVM-NOTE Startup finished/ { sub(/^KVM-NOTE /, ""); print; exit }' "$WORK/systemd.report")), tests ${tests_s}s, VM total ${RUN_S}s")
+		timing+=("systemd: boot to the test unit $(s_or_never "$BOOT_S"), system running at $(s_or_never "$READY_S") ($(awk '/^KVM-NOTE Startup finished/ { sub(/^KVM-NOTE /, ""); print; exit }' "$WORK/systemd.report")), tests ${tests_s}s, VM total ${RUN_S}s")
 		;;
 	esac
 	if ! grep -q '^KVM-INIT' "$WORK/$g.report"; then
