@@ -126,6 +126,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     };
 
     let dir = Dir::create(root, &o.id)?;
+    crate::failpoint::hit("after-state-dir");
     let mut undo = Undo {
         dir: None,
         cgroup: None,
@@ -184,6 +185,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     if let (Some(cg), None) = (&undo.cgroup, &systemd) {
         cg.apply(&hier, &resources)?;
     }
+    crate::failpoint::hit("after-cgroups");
 
     let notify_socket = crate::notify::host_socket();
     if notify_socket.is_some() {
@@ -218,6 +220,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         .unwrap_or_default();
     let (mut pid, chan) = spawn::spawn(&plan, &[lock_fd])?;
     undo.child = Some(pid);
+    crate::failpoint::hit("after-clone");
     if plan.ns.new_userns {
         write_id_maps(pid, &spec)?;
     }
@@ -232,6 +235,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let mut pty = None;
     let moved = move_net_devices(pid, &spec)?;
     chan.send(&Msg::Go).context("sync: send Go to the init")?;
+    crate::failpoint::hit("after-go");
     loop {
         match chan.recv().context("sync: wait for the init")? {
             Some(Msg::Pid(p)) => {
@@ -286,6 +290,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
             }
         }
     }
+    crate::failpoint::hit("after-ready");
     drop(fifo);
 
     let (init_start, _) = state::proc_start_time(pid)
@@ -310,6 +315,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     if let Some(d) = &undo.dir {
         d.save(&saved)?;
     }
+    crate::failpoint::hit("after-state-json");
     if let Some(pf) = &o.pid_file {
         let pf = absolute(pf)?;
         state::write_atomic(&pf, pid.to_string().as_bytes(), 0o644)

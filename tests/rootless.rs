@@ -73,7 +73,8 @@ fn unprivileged_user_runs_a_container() {
     v["process"]["args"] = serde_json::json!([
         "sh",
         "-c",
-        "id -u; cat /proc/self/uid_map; touch /tmp/by-user; echo done"
+        "id -u; cat /proc/self/uid_map; touch /tmp/by-user; echo done; \
+          (touch /sys/fs/cgroup/x || mkdir /sys/fs/cgroup/pids/x) 2>/dev/null && echo cgroup-writable || echo cgroup-ro"
     ]);
     std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
     let id = t.new_id();
@@ -86,6 +87,8 @@ fn unprivileged_user_runs_a_container() {
         ["0", &user.uid.to_string(), "1"]
     );
     assert_eq!(l[2], "done");
+    // CVE-2023-25809: the host's cgroups are not writable from a rootless container.
+    assert_eq!(l[3], "cgroup-ro");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
         std::fs::metadata(bundle.join("rootfs/tmp/by-user"))

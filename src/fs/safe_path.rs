@@ -59,6 +59,7 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
     let mut todo: VecDeque<OsString> = relative(path).iter().map(|c| c.to_os_string()).collect();
     let mut cur = PathBuf::new();
     let mut links = 0;
+    let mut retries = 0;
     while let Some(comp) = todo.pop_front() {
         if comp == ".." {
             cur.pop();
@@ -74,6 +75,13 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
                 match st.st_mode & libc::S_IFMT {
                     libc::S_IFDIR => cur = cand,
                     libc::S_IFLNK => {
+                        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+                        if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) } == 0
+                            && sfs.f_type == libc::PROC_SUPER_MAGIC
+                        {
+                            // procfs links are magic (fds, other processes' roots): never walk them.
+                            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+                        }
                         links += 1;
                         if links > 40 {
                             return Err(io::Error::from_raw_os_error(libc::ELOOP));
@@ -103,7 +111,12 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
                     }
                 }
                 // Look at it again: whatever is there now (even a racing symlink) is
-                // resolved inside the root on the next round.
+                // resolved inside the root on the next round. Bounded, so a path the
+                // kernel will never let us create (procfs magic links) cannot spin.
+                retries += 1;
+                if retries > 64 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
                 todo.push_front(comp);
             }
             Err(e) => return Err(e),

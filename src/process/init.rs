@@ -155,9 +155,16 @@ fn setup_terminal(p: &Plan, chan: &Channel) -> Result<()> {
         tty::set_size(master.as_fd(), rows, cols)?;
     }
     let root = sys::openat(None, c"/", libc::O_PATH | libc::O_DIRECTORY, 0).context("open /")?;
-    // CVE-2025-52565: bind the pty through fds, never through a path the image controls.
-    let console = safe_path::create_file(root.as_fd(), std::path::Path::new("dev/console"), 0o600)
-        .context("create /dev/console")?;
+    // CVE-2025-52565: bind the pty through fds, never through a path the image
+    // controls, and never onto whatever a symlink at /dev/console points to.
+    let console_path = std::path::Path::new("dev/console");
+    if let Ok(fd) = safe_path::open_nofollow(root.as_fd(), console_path) {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            bail!("process.terminal: /dev/console in the container is a symlink; refusing to mount the console on it");
+        }
+    }
+    let console = safe_path::create_file(root.as_fd(), console_path, 0o600).context("create /dev/console")?;
     sys::mount(
         Some(&sys::fd_path(slave.as_fd())),
         &sys::fd_path(console.as_fd()),

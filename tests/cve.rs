@@ -1,0 +1,270 @@
+//! Regression tests for published container-runtime escapes (runc's CVE list): each
+//! attempts the attack's mechanism through a crafted bundle or from inside a real
+//! container, and asserts that it fails. docs/security.md maps each CVE to its test.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::os::unix::fs::symlink;
+
+fn create_fails(t: &TestEnv, b: &Bundle, needle: &str) {
+    t.k()
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id])
+        .fails()
+        .stderr_has(needle);
+}
+
+/// CVE-2019-5736: a process of the runtime's image inside the container's pid
+/// namespace (here: a second container's init, joined into the first one's pid
+/// namespace and waiting for `start`) must not expose its executable: the container
+/// cannot open /proc/<pid>/exe of it.
+#[test]
+fn cve_2019_5736_runtime_binary_not_reachable_from_container() {
+    let t = TestEnv::new();
+    let a = t.bundle(&["sleep", "300"]);
+    t.create_start(&a);
+    let a_pid = t.k().pid(&a.id);
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "pid" {
+                n["path"] = json!(format!("/proc/{a_pid}/ns/pid"));
+            }
+        }
+    });
+    t.create(&b);
+    // In A's pid namespace, B's waiting init is the process whose comm is kraal.
+    let script = "for d in /proc/[0-9]*; do \
+                    if [ \"$(cat $d/comm 2>/dev/null)\" = kraal ]; then \
+                      echo found; readlink $d/exe && echo LEAK; cat $d/exe > /dev/null 2>&1 && echo LEAK; \
+                    fi; done";
+    let o = t.k().run(&["exec", &a.id, "sh", "-c", script]);
+    let out = o.stdout_now();
+    assert!(out.contains("found"), "B's init is visible in A: {o:?}");
+    assert!(
+        !out.contains("LEAK"),
+        "the runtime binary was reachable: {o:?}"
+    );
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.k().run(&["delete", "--force", &a.id]).ok();
+    t.assert_clean();
+}
+
+/// CVE-2019-16884 / CVE-2023-27561: nothing but a procfs may be mounted on /proc,
+/// and nothing on the parts of /proc kraal writes to (LSM labels, sysctls).
+#[test]
+fn cve_2019_16884_no_mount_over_proc() {
+    let t = TestEnv::new();
+    let fake = t.dir("fakeproc");
+    for (dest, typ) in [
+        ("/proc", "bind"),
+        ("/proc/self/attr", "bind"),
+        ("/proc/sys", "tmpfs"),
+    ] {
+        let mut b = t.bundle(&["true"]);
+        let src = fake.to_str().unwrap().to_string();
+        b.edit(|c| {
+            let opts = if typ == "bind" {
+                json!(["rbind"])
+            } else {
+                json!([])
+            };
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": dest, "type": typ, "source": src, "options": opts}));
+        });
+        create_fails(&t, &b, "/proc");
+    }
+    t.assert_clean();
+}
+
+/// CVE-2019-19921 / CVE-2021-30465: a symlink in the image pointing at a host path
+/// must not redirect a mount onto the host: the target is resolved inside the rootfs.
+#[test]
+fn cve_2021_30465_symlinked_mount_target_stays_inside() {
+    let t = TestEnv::new();
+    let host = t.dir("host-target");
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "grep -c 'host-target/sub .* - tmpfs' /proc/self/mountinfo",
+    ]);
+    symlink(&host, b.rootfs.join("escape")).unwrap();
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(
+        o.stdout_lines(),
+        ["1"],
+        "the tmpfs is mounted inside, where the link leads within the rootfs"
+    );
+    assert!(
+        !host.join("sub").exists(),
+        "nothing was created on the host"
+    );
+    let inside = b.rootfs.join(host.strip_prefix("/").unwrap()).join("sub");
+    assert!(
+        inside.is_dir(),
+        "the symlink was followed inside the rootfs: {}",
+        inside.display()
+    );
+    t.assert_clean();
+}
+
+/// CVE-2024-45310: a symlink placed in a shared volume (by an earlier container)
+/// must not make a later mount create directories on the host.
+#[test]
+fn cve_2024_45310_volume_symlink_cannot_create_on_host() {
+    let t = TestEnv::new();
+    let vol = t.dir("volume");
+    let host = t.dir("host-side");
+    symlink(&host, vol.join("link")).unwrap();
+    let mut b = t.bundle(&["true"]);
+    let v = vol.to_str().unwrap().to_string();
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/vol", "type": "bind", "source": v, "options": ["rbind"]}));
+        m.push(
+            json!({"destination": "/vol/link/made-by-mount", "type": "tmpfs", "source": "tmpfs"}),
+        );
+    });
+    t.run(&b).ok();
+    assert!(
+        !host.join("made-by-mount").exists(),
+        "a directory was created on the host"
+    );
+    t.assert_clean();
+}
+
+/// CVE-2022-29162: the default config grants no inheritable capabilities.
+#[test]
+fn cve_2022_29162_no_inheritable_capabilities_by_default() {
+    let t = TestEnv::new();
+    let b = t.bundle(&["sh", "-c", "grep -E '^Cap(Inh|Amb):' /proc/self/status"]);
+    let o = t.run(&b);
+    o.ok();
+    for l in o.stdout_lines() {
+        assert!(l.ends_with("0000000000000000"), "{l}");
+    }
+    t.assert_clean();
+}
+
+/// CVE-2023-28642: /proc (or /sys) as a symlink in the image is refused.
+#[test]
+fn cve_2023_28642_proc_symlink_refused() {
+    let t = TestEnv::new();
+    let b = t.bundle(&["true"]);
+    std::fs::remove_dir(b.rootfs.join("proc")).unwrap();
+    symlink("/tmp", b.rootfs.join("proc")).unwrap();
+    create_fails(&t, &b, "not a directory");
+    t.assert_clean();
+}
+
+/// CVE-2024-21626: no runtime fd survives into the container (the init and exec'd
+/// processes hold only stdio), and a cwd pointing at a leaked fd is refused.
+#[test]
+fn cve_2024_21626_no_leaked_fds_and_no_fd_cwd() {
+    let t = TestEnv::new();
+    let b = t.bundle(&["sh", "-c", "exec ls /proc/self/fd"]);
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(
+        o.stdout_lines(),
+        ["0", "1", "2", "3"],
+        "only stdio (+ ls's own dir fd)"
+    );
+    let b = t.bundle(&["sleep", "300"]);
+    t.create_start(&b);
+    let o = t.k().run(&["exec", &b.id, "ls", "/proc/self/fd"]);
+    o.ok();
+    assert_eq!(o.stdout_lines(), ["0", "1", "2", "3"]);
+    // The init's own fds, seen from the host: stdio only.
+    let pid = t.k().pid(&b.id);
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut fds = fds;
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    for fd in 3..8 {
+        let mut b = t.bundle(&["pwd"]);
+        b.edit(|c| c["process"]["cwd"] = json!(format!("/proc/self/fd/{fd}")));
+        let o = t.run(&b);
+        if o.success() {
+            let cwd = o.stdout_now();
+            assert!(
+                !cwd.contains("unreachable") && cwd.starts_with('/'),
+                "cwd escaped: {cwd}"
+            );
+        }
+    }
+    t.assert_clean();
+}
+
+/// CVE-2025-31133: masking binds /dev/null over paths; a /dev/null that is a symlink
+/// (here in a /dev bound from a volume) is refused instead of followed.
+#[test]
+fn cve_2025_31133_masking_refuses_a_fake_dev_null() {
+    let t = TestEnv::new();
+    let dev = t.dir("fake-dev");
+    symlink("/etc/passwd", dev.join("null")).unwrap();
+    let mut b = t.bundle(&["true"]);
+    let d = dev.to_str().unwrap().to_string();
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.retain(|m| !m["destination"].as_str().unwrap_or("").starts_with("/dev"));
+        m.push(json!({"destination": "/dev", "type": "bind", "source": d, "options": ["rbind"]}));
+    });
+    create_fails(&t, &b, "/dev/null");
+    t.assert_clean();
+}
+
+/// CVE-2025-52565: the console is never bound onto what a /dev/console symlink points to.
+#[test]
+fn cve_2025_52565_console_symlink_refused() {
+    let t = TestEnv::new();
+    let dev = t.dir("fake-dev2");
+    std::fs::write(dev.join("target"), b"untouched").unwrap();
+    symlink("/dev/target", dev.join("console")).unwrap();
+    for n in ["null", "zero", "random", "urandom", "tty", "full"] {
+        std::fs::write(dev.join(n), b"").unwrap();
+    }
+    std::fs::create_dir(dev.join("pts")).unwrap();
+    symlink("pts/ptmx", dev.join("ptmx")).unwrap();
+    let mut b = t.bundle(&["sh"]);
+    let d = dev.to_str().unwrap().to_string();
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.retain(|m| m["destination"] != "/dev");
+        m.insert(
+            0,
+            json!({"destination": "/dev", "type": "bind", "source": d, "options": ["rbind"]}),
+        );
+        c["linux"].as_object_mut().unwrap().remove("maskedPaths");
+    });
+    let sock = t.dir("sock").join("c.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    t.k()
+        .run(&[
+            "create",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &b.id,
+        ])
+        .fails()
+        .stderr_has("/dev/console");
+    assert_eq!(std::fs::read(dev.join("target")).unwrap(), b"untouched");
+    t.assert_clean();
+}
