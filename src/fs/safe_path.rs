@@ -76,7 +76,8 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
                     libc::S_IFDIR => cur = cand,
                     libc::S_IFLNK => {
                         let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
-                        if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) } == 0
+                        if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) }
+                            == 0
                             && sfs.f_type == libc::PROC_SUPER_MAGIC
                         {
                             // procfs links are magic (fds, other processes' roots): never walk them.

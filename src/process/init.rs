@@ -160,11 +160,14 @@ fn setup_terminal(p: &Plan, chan: &Channel) -> Result<()> {
     let console_path = std::path::Path::new("dev/console");
     if let Ok(fd) = safe_path::open_nofollow(root.as_fd(), console_path) {
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+        {
             bail!("process.terminal: /dev/console in the container is a symlink; refusing to mount the console on it");
         }
     }
-    let console = safe_path::create_file(root.as_fd(), console_path, 0o600).context("create /dev/console")?;
+    let console =
+        safe_path::create_file(root.as_fd(), console_path, 0o600).context("create /dev/console")?;
     sys::mount(
         Some(&sys::fd_path(slave.as_fd())),
         &sys::fd_path(console.as_fd()),
