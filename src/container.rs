@@ -156,6 +156,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let cg = match &systemd {
         Some(sd) => Cgroup {
             dirs: sd.dirs.clone(),
+            parents: Vec::new(),
         },
         None => match Cgroup::create(&hier, cgroups_path.as_deref(), &o.id) {
             // Rootless without a delegated cgroup: run without one, as runc does.
@@ -163,7 +164,10 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 crate::logging::warn(&format!(
                     "rootless: cgroups are not delegated to this user, running without them ({e:#})"
                 ));
-                Cgroup { dirs: Vec::new() }
+                Cgroup {
+                    dirs: Vec::new(),
+                    parents: Vec::new(),
+                }
             }
             r => r?,
         },
@@ -179,6 +183,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         hier.iter().cloned().zip(cg.dirs.iter().cloned()).collect()
     };
     let cg_dirs = cg.dirs.clone();
+    let cg_parents = cg.parents.clone();
     undo.cgroup = Some(cg);
     // Always applied: with no resources the container still gets runc's device list.
     // (The systemd driver applies them once systemd has made the scope.)
@@ -305,6 +310,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         created: crate::timefmt::rfc3339_nano(SystemTime::now()),
         annotations,
         cgroup_dirs: cg_dirs,
+        cgroup_parents: cg_parents,
         systemd_unit: systemd.as_ref().map(|sd| sd.unit.clone()),
         own_pidns: plan.ns.new_pidns,
         host_mounts: plan.rootfs.host_ns,
@@ -980,6 +986,7 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
         SystemdCgroup::stop(unit)?;
     }
     cgroups::destroy(&s.cgroup_dirs)?;
+    cgroups::remove_parents(&s.cgroup_parents);
     if s.host_mounts {
         detach_host_rootfs(&s.rootfs);
     }

@@ -59,6 +59,9 @@ pub struct Saved {
     /// Absolute cgroup directories the container was placed in, one per hierarchy.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Parents of those directories that create made (removed on delete if empty).
+    #[serde(default)]
+    pub cgroup_parents: Vec<PathBuf>,
     /// The transient systemd scope holding the container (`--systemd-cgroup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,

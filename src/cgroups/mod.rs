@@ -179,17 +179,40 @@ pub fn container_dir(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Re
 /// The container's cgroup directories, one per hierarchy, created on `create`.
 pub struct Cgroup {
     pub dirs: Vec<PathBuf>,
+    /// Parent directories this container's create made (removed again on delete
+    /// when empty; runtime.md: delete removes what create made).
+    pub parents: Vec<PathBuf>,
 }
 
 impl Cgroup {
     /// Creates the directories (and missing parents), and on cgroup v2 enables the
     /// controllers on the way down. On error, removes what it made.
     pub fn create(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
-        let mut cg = Cgroup { dirs: Vec::new() };
+        let mut cg = Cgroup {
+            dirs: Vec::new(),
+            parents: Vec::new(),
+        };
         for h in hier {
             let dir = container_dir(h, cgroups_path, id)?;
-            match make_dir(h, &dir) {
+            // A concurrent delete may remove an empty parent under our feet: retry.
+            let mut made = make_dir(h, &dir);
+            for _ in 0..3 {
+                match &made {
+                    Err(e)
+                        if e.chain().any(|c| {
+                            c.downcast_ref::<std::io::Error>()
+                                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                        }) =>
+                    {
+                        made = make_dir(h, &dir)
+                    }
+                    _ => break,
+                }
+            }
+            match made {
                 Ok(made) => {
+                    cg.parents
+                        .extend(made.iter().filter(|d| **d != dir).cloned());
                     if h.v2 {
                         v2::enable_controllers(&h.mountpoint, &own_dir(h), &dir, &made);
                     }
@@ -229,7 +252,19 @@ impl Cgroup {
     }
 
     pub fn destroy(&self) -> Result<()> {
-        destroy(&self.dirs)
+        destroy(&self.dirs)?;
+        remove_parents(&self.parents);
+        Ok(())
+    }
+}
+
+/// Removes parent directories a create made, deepest first, when they are empty;
+/// one still used by another container stays.
+pub fn remove_parents(parents: &[PathBuf]) {
+    let mut p: Vec<&PathBuf> = parents.iter().collect();
+    p.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in p {
+        let _ = fs::remove_dir(d);
     }
 }
 

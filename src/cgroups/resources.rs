@@ -472,7 +472,10 @@ mod tests {
             first_limit(&res(r#"{"cpu":{"cpus":"0"},"pids":{"limit":3}}"#)),
             Some("cpu")
         );
-        let cg = super::super::Cgroup { dirs: vec![] };
+        let cg = super::super::Cgroup {
+            dirs: vec![],
+            parents: vec![],
+        };
         let e = cg.apply(&[], &res(r#"{"pids":{"limit":3}}"#)).unwrap_err();
         assert!(e.to_string().starts_with("linux.resources.pids: "), "{e}");
         cg.apply(&[], &res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#))
