@@ -223,7 +223,24 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         .clone()
         .map(|a| a.into_iter().collect())
         .unwrap_or_default();
-    let (mut pid, chan) = spawn::spawn(&plan, &[lock_fd])?;
+    // The init joins its cgroups itself: cgroup2 through the clone, v1 hierarchies by
+    // writing its own `tasks` (far cheaper than a migration by pid on this kernel).
+    let mut v2_dir = None;
+    if systemd.is_none() {
+        for (h, d) in hier.iter().zip(&cg_dirs) {
+            if h.v2 {
+                v2_dir = Some(
+                    sys::openat(None, &sys::cstr(d)?, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                        .with_context(|| format!("open cgroup {}", d.display()))?,
+                );
+            } else {
+                plan.join_tasks.push(sys::cstr(&d.join("tasks"))?);
+            }
+        }
+    }
+    let (mut pid, chan, placed_v2) =
+        spawn::spawn(&plan, &[lock_fd], v2_dir.as_ref().map(|f| f.as_fd()))?;
+    drop(v2_dir);
     undo.child = Some(pid);
     crate::failpoint::hit("after-clone");
     if plan.ns.new_userns {
@@ -233,7 +250,15 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         sd.start(&hier, pid, &resources)?;
         undo.systemd_unit = Some(sd.unit.clone());
     } else if let Some(cg) = &undo.cgroup {
-        cg.add(pid)?;
+        if !placed_v2 {
+            // The kernel refused CLONE_INTO_CGROUP: place the init in cgroup2 by pid.
+            for (h, d) in hier.iter().zip(&cg.dirs) {
+                if h.v2 {
+                    sys::write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes())
+                        .with_context(|| format!("add pid {pid} to {}", d.display()))?;
+                }
+            }
+        }
     }
     drop(console);
     drop(trees);
@@ -523,6 +548,7 @@ fn build_plan(
         domainname,
         oom_score_adj: spec.process().as_ref().and_then(|p| p.oom_score_adj()),
         has_process,
+        join_tasks: Vec::new(),
         process,
         console_socket: None,
         no_new_keyring: o.no_new_keyring,

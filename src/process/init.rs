@@ -25,6 +25,9 @@ pub struct Plan {
     pub oom_score_adj: Option<i32>,
     /// False when config.json has no `process`: set up, then wait to be deleted.
     pub has_process: bool,
+    /// v1 `tasks` files the init writes "0" into to join its cgroups itself: moving
+    /// a single thread avoids the RCU grace period a migration by pid waits for.
+    pub join_tasks: Vec<CString>,
     pub process: Process,
     /// A connected `--console-socket` to send the pty master to.
     pub console_socket: Option<RawFd>,
@@ -62,6 +65,14 @@ static AFTER_START: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32:
 
 fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     chan.expect(&Msg::Go).context("wait for the runtime")?;
+    for t in &p.join_tasks {
+        let f = sys::openat(None, t, libc::O_WRONLY, 0)
+            .with_context(|| format!("join cgroup: open {}", t.to_string_lossy()))?;
+        if unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("join cgroup: write {}", t.to_string_lossy()));
+        }
+    }
     // Until execve replaces it, this process is kraal's image inside the container:
     // keep its /proc entries (exe, fds, memory) out of the container's reach
     // (CVE-2019-5736 class). execve makes the user process dumpable again.
