@@ -163,6 +163,11 @@ pub fn container_dir(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Re
     }
     let rel = if inner.is_absolute() {
         inner
+    } else if h.v2 {
+        // As runc's v2 driver: from the parent of kraal's own cgroup, because a
+        // cgroup holding processes (kraal's, e.g. a service or session scope) can
+        // never pass controllers down to a child (no internal processes on v2).
+        h.own.parent().unwrap_or(&h.own).join(inner)
     } else {
         h.own.join(inner)
     };

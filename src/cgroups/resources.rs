@@ -260,7 +260,13 @@ fn plan<'a>(p: &'a Placement, res: &'a LinuxResources, initial: bool) -> Result<
             Target::V2(d) => Step::HugetlbV2(d, h, sizes),
         });
     }
-    if let Some(n) = res.network() {
+    // A pure cgroup v2 host has no net_cls/net_prio at all: ignored, as runc does.
+    let v2_only = p.v1("net_cls").is_none() && p.v1("memory").is_none() && p.v2_dir().is_some();
+    if let (Some(_), true) = (res.network(), v2_only) {
+        crate::logging::warn(
+            "linux.resources.network: ignored, cgroup v2 has no net_cls/net_prio controllers",
+        );
+    } else if let Some(n) = res.network() {
         if let Some(id) = n.class_id() {
             let t = p.target("net_cls", None).map_err(|e| ctx("network", e))?;
             let (Target::V1(d) | Target::V2(d)) = t;
@@ -524,16 +530,14 @@ mod tests {
         assert_eq!(d.get("cpu.max"), "20000 100000");
         assert_eq!(d.get("pids.max"), "max");
         assert_eq!(d.get("io.weight"), "1");
-        let e = apply(&p, &res(r#"{"memory":{"swappiness":1}}"#), false).unwrap_err();
+        // Ignored with a warning on a pure v2 host, as runc does.
+        apply(&p, &res(r#"{"memory":{"swappiness":1}}"#), false).unwrap();
+        apply(&p, &res(r#"{"network":{"classID":1}}"#), false).unwrap();
+        let e = apply(&p, &res(r#"{"memory":{"useHierarchy":false}}"#), false).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("linux.resources.memory.swappiness"),
+                .starts_with("linux.resources.memory.useHierarchy"),
             "{e}"
-        );
-        let e = apply(&p, &res(r#"{"network":{"classID":1}}"#), false).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "linux.resources.network: the net_cls controller is not mounted"
         );
     }
 

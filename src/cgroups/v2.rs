@@ -27,14 +27,20 @@ fn limit_str(v: i64) -> String {
     }
 }
 
-/// Memory fields v2 cannot express.
+/// Memory fields v2 cannot express. disableOOMKiller and swappiness are ignored
+/// with a warning, as runc's v2 driver does (clients set them on every host);
+/// useHierarchy=false cannot be honoured and is refused.
 pub fn check_memory(m: &LinuxMemory) -> Result<()> {
     let f = "linux.resources.memory";
     if m.disable_oom_killer() == Some(true) {
-        bail!("{f}.disableOOMKiller: cgroup v2 cannot disable the OOM killer");
+        crate::logging::warn(&format!(
+            "{f}.disableOOMKiller: ignored, cgroup v2 cannot disable the OOM killer"
+        ));
     }
     if let Some(s) = m.swappiness().filter(|&s| s != u64::MAX) {
-        bail!("{f}.swappiness: {s} cannot be set: cgroup v2 has no per-cgroup swappiness");
+        crate::logging::warn(&format!(
+            "{f}.swappiness: {s} ignored, cgroup v2 has no per-cgroup swappiness"
+        ));
     }
     if m.use_hierarchy() == Some(false) {
         bail!("{f}.useHierarchy: cgroup v2 is always hierarchical");
@@ -436,20 +442,16 @@ mod tests {
     }
 
     #[test]
-    fn memory_v1_only_fields_are_refused() {
+    fn memory_v1_only_fields_are_ignored_or_refused() {
         let d = FakeDir::new(&[("memory.max", "max")]);
-        for (json, field) in [
-            (r#"{"disableOOMKiller":true}"#, "disableOOMKiller"),
-            (r#"{"swappiness":0}"#, "swappiness"),
-            (r#"{"useHierarchy":false}"#, "useHierarchy"),
-        ] {
-            let e = memory(&d.0, &mem(json)).unwrap_err();
-            assert!(
-                e.to_string()
-                    .starts_with(&format!("linux.resources.memory.{field}")),
-                "{e}"
-            );
-        }
+        // Ignored with a warning, as runc's v2 driver does.
+        memory(&d.0, &mem(r#"{"disableOOMKiller":true,"swappiness":0}"#)).unwrap();
+        let e = memory(&d.0, &mem(r#"{"useHierarchy":false}"#)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("linux.resources.memory.useHierarchy"),
+            "{e}"
+        );
         memory(
             &d.0,
             &mem(r#"{"disableOOMKiller":false,"swappiness":18446744073709551615}"#),

@@ -384,7 +384,12 @@ pub fn own_cgroup_dirs() -> Vec<PathBuf> {
             .strip_prefix(&m.root)
             .unwrap_or(Path::new(""))
             .to_path_buf();
-        let dir = Path::new(&m.point).join(rel);
+        let mut dir = Path::new(&m.point).join(rel);
+        // kraal (like runc) resolves relative v2 paths from the parent of its own
+        // cgroup, which may not hold children of a populated cgroup.
+        if m.v2 && dir != Path::new(&m.point) {
+            dir.pop();
+        }
         if !out.contains(&dir) {
             out.push(dir);
         }
