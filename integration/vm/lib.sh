@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # variables are for run.sh, which sources this
 # Host-side building blocks of the VM suite (integration/vm/run.sh). Sourced, never
 # run. Owns: the cache (kernel, initramfs images, the debootstrap'ed systemd image,
 # the accelerator verdict), the per-run work dir, host packages, the payload (kraal,
@@ -18,6 +19,9 @@ elif [ -n "${XDG_CACHE_HOME:-}" ]; then
 else
 	CACHE=/var/cache/kraal-vm
 fi
+# Modules taken from the kernel package: what the systemd guest needs to reach its
+# root disk, and loop (the device tests open /dev/loop-control). Part of the key.
+KMODS="virtio_pci virtio_blk crc32c_generic ext4 loop"
 # Packages the systemd image is debootstrap'ed with (part of its cache key).
 SYSTEMD_PKGS=systemd,systemd-sysv,dbus,procps,kmod,jq,busybox-static,libseccomp2
 GUEST_MEM=${KRAAL_VM_MEM:-2G}
@@ -120,7 +124,7 @@ fetch_kernel() {
 	fi
 	if [ -n "$pkg" ]; then
 		ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Version:/ { print $2; exit }')
-		key=${pkg}_${ver}
+		key=${pkg}_${ver}_$(echo "$KMODS" | sha256sum | cut -c1-8)
 	else
 		# Offline: the newest kernel already cached.
 		key=$(ls -t "$CACHE/kernel" 2>/dev/null | head -n 1)
@@ -157,13 +161,13 @@ fetch_kernel() {
 		fi
 		cp "$tmp"/x/boot/config-* "$tmp/out/config"
 		echo "$kv" >"$tmp/out/release"
-		# Modules the systemd guest needs to reach its root disk (Debian builds them
-		# as modules), in load order.
+		# The modules of KMODS and what they need, in load order.
 		depmod -b "$tmp/x" "$kv" || return 1
-		modprobe -d "$tmp/x" -S "$kv" --show-depends -a virtio_pci virtio_blk crc32c_generic ext4 |
+		# shellcheck disable=SC2086 # KMODS is a list
+		modprobe -d "$tmp/x" -S "$kv" --show-depends -a $KMODS |
 			awk '$1 == "insmod" { print $2 }' | awk '!seen[$0]++' >"$tmp/modlist"
 		[ -s "$tmp/modlist" ] || {
-			say "modprobe --show-depends found none of virtio_pci virtio_blk ext4"
+			say "modprobe --show-depends found none of $KMODS"
 			return 1
 		}
 		: >"$tmp/out/modules/order"
@@ -210,8 +214,7 @@ cpio_of() {
 # initramfs KIND (plain|systemd): sets INITRD to the cached image.
 initramfs() {
 	local kind=$1 key tmp
-	local inputs=("$GUEST/init-$kind" /bin/busybox)
-	[ "$kind" = systemd ] && inputs+=("$KDIR/modules/order")
+	local inputs=("$GUEST/init-$kind" /bin/busybox "$KDIR/modules/order")
 	key=$(sha_of "${inputs[@]}")
 	INITRD=$CACHE/initramfs-$kind-$key.cpio
 	[ -f "$INITRD" ] && return 0
@@ -220,9 +223,7 @@ initramfs() {
 	rm -rf "$tmp"
 	busybox_tree "$tmp"
 	install -m 0755 "$GUEST/init-$kind" "$tmp/init"
-	if [ "$kind" = systemd ]; then
-		cp -r "$KDIR/modules" "$tmp/modules"
-	fi
+	cp -r "$KDIR/modules" "$tmp/modules"
 	cpio_of "$tmp" "$INITRD.new" && mv "$INITRD.new" "$INITRD"
 	rm -rf "$tmp"
 	for old in "$CACHE"/initramfs-"$kind"-*.cpio; do
@@ -355,8 +356,9 @@ copy_libs() {
 	done
 }
 
-# payload: $WORK/payload/vm with the scripts, plans, stripped binaries; sets nothing.
-# Plans: see guest/suite.sh. PLAN_PLAIN / PLAN_SYSTEMD (files) override the defaults.
+# payload: $WORK/payload/vm with the scripts, plans and stripped binaries.
+# Plans: see guest/suite.sh. KRAAL_VM_PLAN_PLAIN / KRAAL_VM_PLAN_SYSTEMD (files)
+# replace the defaults.
 payload() {
 	local p=$WORK/payload/vm name bin
 	mkdir -p "$p/tests"
@@ -390,7 +392,8 @@ payload() {
 			rust lifecycle
 			rust exec $notify_skip
 			skip $notify_why
-			rust cgroups
+			rust cgroups --skip device_list_is_in_the_cgroup --skip pause_freezes_and_resume_continues --skip memory_limit_oom_kills_and_events_reports_it --skip pids_limit_stops_a_fork_bomb --skip update_changes_a_running_container --skip weight_files_of_this_kernel --skip limits_are_written_to_the_cgroup_files --skip a_resource_the_host_lacks_fails_create_cleanly --skip delete_leaves_no_cgroup_dir
+			skip rust:cgroups: 9 tests written for v1 files (device lists, freezer, memory.oom_control, pids on v1, v1 weights, v1-shaped limits, per-hierarchy dirs) are not run on v2; v2-cases.sh checks the same behaviours against the v2 files
 		PLAN
 	fi
 	if [ -n "${KRAAL_VM_PLAN_SYSTEMD:-}" ]; then
@@ -527,7 +530,8 @@ tally() {
 	/^KVM-INIT/ { init = 1 }
 	/^KVM-END/ { ended = 1 }
 	/^KVM-FATAL/ { out("F", "guest", substr($0, 11)) }
-	/^KVM-SKIP / { sub(/^KVM-SKIP /, ""); n = $0; sub(/: .*/, "", n); d = $0; sub(/^[^:]*: /, "", d); out("S", n, d); next }
+	/^KVM-SKIP / { sub(/^KVM-SKIP /, ""); i = index($0, ": ")
+		if (i) out("S", substr($0, 1, i - 1), substr($0, i + 2)); else out("S", $0, ""); next }
 	/^KVM-BEGIN / { step = $2; open_step[step] = 1; kind = step; sub(/:.*/, "", kind)
 		nrun = -1; nseen = 0; nfail = 0; next }
 	/^KVM-EXIT / {
@@ -576,7 +580,7 @@ details() {
 			on && /^    / { sub(/^    /, ""); print; next }
 			on { exit }' "$rep")
 		if echo "$lines" | grep -q 'ASSERT'; then
-			echo "$lines" | grep 'ASSERT' | head -n 6
+			echo "$lines" | sed -n '/ASSERT/,$p' | head -n 8
 		else
 			echo "$lines" | tail -n 6
 		fi

@@ -113,7 +113,7 @@ if [ "$failed" != 0 ]; then
 	while IFS=$'\t' read -r kind name detail; do
 		[ "$kind" = F ] || continue
 		echo "   FAIL $name${detail:+: $detail}"
-		details "${name%%/*}" "${name#*/}" | sed 's/^/        /'
+		details "${name%%/*}" "${name#*/}" | grep -v '^[[:space:]]*$' | sed 's/^/        /'
 	done <"$WORK/results"
 fi
 echo "$passed passed, $failed failed, $skipped skipped"

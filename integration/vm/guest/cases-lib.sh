@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2016 # MB etc. are for the sourcing script; jq filters use $
 # Helpers for the scenario suites that run inside a guest (v2-cases.sh,
 # systemd-cases.sh). Sourced, never run; POSIX sh, so busybox ash runs it too.
 # Owns: the suite's private work dir and state root, running kraal bounded in time
