@@ -9,3 +9,5 @@ cargo test -- --test-threads=4
 # Real clients (Podman, containerd, Docker) driving the release build.
 bash integration/run.sh
 bash contrib/leakcheck.sh
+# Pure cgroup v2 and systemd guests (qemu, TCG): the v2 and systemd paths for real.
+bash integration/vm/run.sh all
