@@ -260,6 +260,14 @@ fn check_root(spec: &Spec) -> Result<()> {
     if path_has_nul(path) {
         bail!("root.path: contains a NUL byte");
     }
+    // A relative root is the bundle's; one that climbs out is a root elsewhere in
+    // disguise (`../../..` is the host's /), so it must be written as an absolute path.
+    if path.is_relative() && climbs_out(path) {
+        bail!(
+            "root.path: {} leaves the bundle through \"..\" (give an absolute path for a root outside the bundle)",
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -273,13 +281,32 @@ fn check_root_dir(spec: &Spec, bundle: &Path) -> Result<()> {
         bundle.join(root.path())
     };
     match fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => {}
         Ok(_) => bail!("root.path: {} is not a directory", path.display()),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             bail!("root.path: {} does not exist", path.display())
         }
         Err(e) => bail!("root.path: cannot stat {}: {e}", path.display()),
     }
+    // As runc: the root must be named by its real path, with no symlink in it. A link
+    // would be followed to wherever it points at the moment kraal resolves it, outside
+    // the bundle, and could be swapped between this check and the mounts.
+    let base = if root.path().is_absolute() {
+        std::path::PathBuf::from("/")
+    } else {
+        fs::canonicalize(bundle)
+            .map_err(|e| anyhow!("bundle {}: cannot resolve: {e}", bundle.display()))?
+    };
+    let real = fs::canonicalize(&path)
+        .map_err(|e| anyhow!("root.path: cannot resolve {}: {e}", path.display()))?;
+    if real != normalize(&base.join(root.path())) {
+        bail!(
+            "root.path: {} is a symlink or passes through one (to {}); give the real path",
+            path.display(),
+            real.display()
+        );
+    }
+    Ok(())
 }
 
 fn check_annotations(spec: &Spec) -> Result<()> {
@@ -1407,6 +1434,49 @@ mod tests {
 
         let mut v = base();
         v["root"]["path"] = json!(dir.0.join("rootfs"));
+        validate(&spec_of(&v), Path::new("/nonexistent-bundle")).unwrap();
+    }
+
+    #[test]
+    fn root_outside_the_bundle_must_be_absolute() {
+        let mut v = base();
+        v["root"]["path"] = json!("../../../..");
+        assert_err(
+            &v,
+            "root.path: ../../../.. leaves the bundle through \"..\"",
+        );
+        v["root"]["path"] = json!("rootfs/../../other");
+        assert_err(&v, "root.path: rootfs/../../other leaves the bundle");
+        v["root"]["path"] = json!("images/../rootfs");
+        assert_ok(&v);
+        v["root"]["path"] = json!("/srv/../rootfs");
+        assert_ok(&v);
+    }
+
+    #[test]
+    fn symlinked_root_is_refused() {
+        let dir = TempDir::new("rootlink");
+        let outside = TempDir::new("rootlink-target");
+        fs::create_dir(dir.0.join("rootfs")).unwrap();
+        std::os::unix::fs::symlink(&outside.0, dir.0.join("link")).unwrap();
+        std::os::unix::fs::symlink("rootfs", dir.0.join("rel")).unwrap();
+        for (root, target) in [("link", &outside.0), ("rel", &dir.0.join("rootfs"))] {
+            let mut v = base();
+            v["root"]["path"] = json!(root);
+            let err = validate(&spec_of(&v), &dir.0).unwrap_err().to_string();
+            let want = format!(
+                "root.path: {} is a symlink or passes through one (to {})",
+                dir.0.join(root).display(),
+                fs::canonicalize(target).unwrap().display()
+            );
+            assert!(err.starts_with(&want), "{err}");
+        }
+        // An absolute path through a symlinked directory is refused too.
+        let mut v = base();
+        v["root"]["path"] = json!(dir.0.join("link/."));
+        let err = validate(&spec_of(&v), Path::new("/nonexistent-bundle")).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        v["root"]["path"] = json!(dir.0.join("rootfs/../rootfs"));
         validate(&spec_of(&v), Path::new("/nonexistent-bundle")).unwrap();
     }
 
