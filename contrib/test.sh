@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash contrib/deps.sh
 cargo build --release
 cargo test -- --test-threads=4
+# kraal SIGKILLed at each create stage, lost state, parallel loops, full state root.
+bash contrib/faults.sh
 # Real clients (Podman, containerd, Docker) driving the release build.
 bash integration/run.sh
 bash contrib/leakcheck.sh

@@ -185,6 +185,19 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     let cg_dirs = cg.dirs.clone();
     let cg_parents = cg.parents.clone();
     undo.cgroup = Some(cg);
+    // From here on a killed create leaves things only state.json would name: record
+    // them as they are made, so `delete` can undo them.
+    let mut record = state::Creating {
+        cgroup_dirs: cg_dirs.clone(),
+        cgroup_parents: cg_parents.clone(),
+        systemd_unit: systemd.as_ref().map(|sd| sd.unit.clone()),
+        ..Default::default()
+    };
+    let save_record = |undo: &Undo, r: &state::Creating| match &undo.dir {
+        Some(d) => d.save_creating(r),
+        None => Ok(()),
+    };
+    save_record(&undo, &record)?;
     // Always applied: with no resources the container still gets runc's device list.
     // (The systemd driver applies them once systemd has made the scope.)
     if let (Some(cg), None) = (&undo.cgroup, &systemd) {
@@ -242,6 +255,12 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         spawn::spawn(&plan, &[lock_fd], v2_dir.as_ref().map(|f| f.as_fd()))?;
     drop(v2_dir);
     undo.child = Some(pid);
+    record.pid = pid;
+    record.init_start = state::proc_start_time(pid).map_or(0, |(st, _)| st);
+    if plan.rootfs.host_ns {
+        record.host_rootfs = Some(plan.rootfs.rootfs.clone());
+    }
+    save_record(&undo, &record)?;
     crate::failpoint::hit("after-clone");
     if plan.ns.new_userns {
         write_id_maps(pid, &spec)?;
@@ -273,6 +292,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 wait_exit(pid);
                 pid = p;
                 undo.child = Some(pid);
+                record.pid = pid;
+                record.init_start = state::proc_start_time(pid).map_or(0, |(st, _)| st);
+                save_record(&undo, &record)?;
                 chan.send(&Msg::Go).context("sync: send Go to the init")?;
             }
             Some(Msg::CreateHooks) => {
@@ -953,7 +975,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let Some(saved) = dir.load()? else {
-        // A create that died before writing state: nothing runs, only the dir is left.
+        // A create that died before writing state.json: undo what its record lists.
+        if let Some(c) = dir.load_creating()? {
+            undo_creating(&c)?;
+        }
         return dir.remove();
     };
     match dir.status(Some(&saved)) {
@@ -964,6 +989,33 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         s => bail!("cannot delete container {id:?} that is not stopped: {s}"),
     }
     destroy(dir, &saved)
+}
+
+/// Undoes what a killed create had made: its init, its cgroups, its host rootfs bind.
+fn undo_creating(c: &state::Creating) -> Result<()> {
+    if state::process_alive(c.pid, c.init_start) {
+        if let Ok(pfd) = sys::pidfd_open(c.pid) {
+            if state::process_alive(c.pid, c.init_start) {
+                let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
+                let mut p = libc::pollfd {
+                    fd: pfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                unsafe { libc::poll(&mut p, 1, 10_000) };
+            }
+        }
+    }
+    cgroups::kill_all(&c.cgroup_dirs)?;
+    if let Some(unit) = &c.systemd_unit {
+        SystemdCgroup::stop(unit)?;
+    }
+    cgroups::destroy(&c.cgroup_dirs)?;
+    cgroups::remove_parents(&c.cgroup_parents);
+    if let Some(r) = &c.host_rootfs {
+        detach_host_rootfs(r);
+    }
+    Ok(())
 }
 
 /// Detaches the rootfs bind a container without a mount namespace left in the

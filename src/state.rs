@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
+/// What a `create` in progress has made, until state.json replaces it.
+pub const CREATING_FILE: &str = "creating.json";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -80,6 +82,26 @@ pub struct Saved {
     /// The caller's NOTIFY_SOCKET at create: `start` reports readiness there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_socket: Option<PathBuf>,
+}
+
+/// What a `create` has made so far, rewritten as it makes more. A create killed before
+/// it writes state.json leaves this behind, and `delete` undoes exactly what it lists.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Creating {
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub cgroup_parents: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    /// The cloned init (or the child that forks it) and its start time; 0 before.
+    #[serde(default)]
+    pub pid: i32,
+    #[serde(default)]
+    pub init_start: u64,
+    /// The rootfs bind in the host's mount namespace (no mount namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rootfs: Option<PathBuf>,
 }
 
 /// Validates a container id as runc does; it becomes a directory name.
@@ -209,6 +231,24 @@ impl Dir {
     pub fn save(&self, s: &Saved) -> Result<()> {
         let data = serde_json::to_vec(s).context("encode state")?;
         write_atomic(&self.path.join(STATE_FILE), &data, 0o600)
+    }
+
+    /// Records what a create in progress has made (see [`Creating`]).
+    pub fn save_creating(&self, c: &Creating) -> Result<()> {
+        let data = serde_json::to_vec(c).context("encode the create record")?;
+        write_atomic(&self.path.join(CREATING_FILE), &data, 0o600)
+    }
+
+    /// The record of a create that never wrote state.json, if it got that far.
+    pub fn load_creating(&self) -> Result<Option<Creating>> {
+        let p = self.path.join(CREATING_FILE);
+        let data = match fs::read(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("read {}", p.display())),
+        };
+        let c = serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))?;
+        Ok(Some(c))
     }
 
     /// Derives the status of a saved container from the live system.

@@ -199,6 +199,16 @@ impl Cgroup {
         };
         for h in hier {
             let dir = container_dir(h, cgroups_path, id)?;
+            // As runc: a cgroup that already holds processes is another container's
+            // (or one whose state was lost); sharing it would mix limits and kills.
+            let busy = pids(std::slice::from_ref(&dir)).map_or(0, |p| p.len());
+            if busy > 0 {
+                let _ = cg.destroy();
+                bail!(
+                    "linux.cgroupsPath: container's cgroup {} is not empty: {busy} process(es) found",
+                    dir.display()
+                );
+            }
             // A concurrent delete may remove an empty parent under our feet: retry.
             let mut made = make_dir(h, &dir);
             for _ in 0..3 {
