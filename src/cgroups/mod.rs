@@ -193,22 +193,23 @@ impl Cgroup {
     /// Creates the directories (and missing parents), and on cgroup v2 enables the
     /// controllers on the way down. On error, removes what it made.
     pub fn create(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+        let dirs = hier
+            .iter()
+            .map(|h| container_dir(h, cgroups_path, id))
+            .collect::<Result<Vec<_>>>()?;
+        ensure_empty(&dirs)?;
+        Cgroup::make(hier, cgroups_path, id)
+    }
+
+    /// [`Cgroup::create`] without the emptiness check: for a cgroup the caller has
+    /// just had filled (the systemd driver's scope already holds the init).
+    pub fn make(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let mut cg = Cgroup {
             dirs: Vec::new(),
             parents: Vec::new(),
         };
         for h in hier {
             let dir = container_dir(h, cgroups_path, id)?;
-            // As runc: a cgroup that already holds processes is another container's
-            // (or one whose state was lost); sharing it would mix limits and kills.
-            let busy = pids(std::slice::from_ref(&dir)).map_or(0, |p| p.len());
-            if busy > 0 {
-                let _ = cg.destroy();
-                bail!(
-                    "linux.cgroupsPath: container's cgroup {} is not empty: {busy} process(es) found",
-                    dir.display()
-                );
-            }
             // A concurrent delete may remove an empty parent under our feet: retry.
             let mut made = make_dir(h, &dir);
             for _ in 0..3 {
@@ -275,6 +276,21 @@ impl Cgroup {
 
 /// Removes parent directories a create made, deepest first, when they are empty;
 /// one still used by another container stays.
+/// As runc: a cgroup that already holds processes is another container's (or one
+/// whose state was lost); sharing it would mix limits and kills.
+pub fn ensure_empty(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        let busy = pids(std::slice::from_ref(dir)).map_or(0, |p| p.len());
+        if busy > 0 {
+            bail!(
+                "linux.cgroupsPath: container's cgroup {} is not empty: {busy} process(es) found",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn remove_parents(parents: &[PathBuf]) {
     let mut p: Vec<&PathBuf> = parents.iter().collect();
     p.sort_by_key(|d| std::cmp::Reverse(d.components().count()));

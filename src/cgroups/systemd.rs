@@ -940,6 +940,7 @@ impl SystemdCgroup {
         }
         let (slice, unit) = parse_path(cgroups_path.unwrap_or(""), id)?;
         let dirs = unit_dirs(hier, &slice, &unit)?;
+        super::ensure_empty(&dirs)?;
         Ok(SystemdCgroup {
             slice,
             unit,
@@ -960,6 +961,10 @@ impl SystemdCgroup {
         let (props, adjusted) = self.start_properties(pid, res, v2, version)?;
         sd.start_unit(&self.unit, &props)?;
         if let Err(e) = self.join_and_apply(hier, pid, &adjusted) {
+            // The init (our child, still waiting for its go) would otherwise hold the
+            // stop job for the unit's whole stop timeout.
+            // SAFETY: kill(2) on a pid this process forked and has not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
             if let Err(stop) = sd.stop_unit(&self.unit) {
                 crate::logging::warn(&format!("{stop:#}"));
             }
@@ -1014,7 +1019,7 @@ impl SystemdCgroup {
         let rel = PathBuf::from("/").join(relative_unit_path(&self.slice, &self.unit)?);
         // Makes the directories systemd did not (v1 hierarchies it does not manage),
         // with cpuset.cpus/mems filled in.
-        let cg = Cgroup::create(hier, Some(&rel), &self.unit)?;
+        let cg = Cgroup::make(hier, Some(&rel), &self.unit)?;
         for (h, dir) in hier.iter().zip(&cg.dirs) {
             if h.v2 {
                 // systemd enables only the controllers it knows; pass down the others
