@@ -225,8 +225,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     drop(console);
     let r = (|| -> Result<Option<OwnedFd>> {
         for d in &cgroup_dirs {
-            crate::sys::write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes())
-                .with_context(|| format!("join cgroup {}", d.display()))?;
+            join_cgroup(d, pid, saved.pid)?;
         }
         parent.send(&Msg::Go).context("sync: send Go")?;
         let mut pty = None;
@@ -295,6 +294,43 @@ pub fn hand_over_listener(
     let ps = crate::seccomp::process_state(pid, l.metadata.as_deref(), state)?;
     crate::seccomp::send_listener(&l.path, fd.as_fd(), &ps)
         .with_context(|| format!("linux.seccomp.listenerPath {}", l.path.display()))
+}
+
+/// Puts the exec process in `dir`. On cgroup v2 a cgroup whose subtree has domain
+/// controllers enabled takes no processes (EBUSY): that is a container managing its
+/// own subtree (systemd as its init moves itself to init.scope). The exec process then
+/// joins the init's current cgroup, as runc does.
+fn join_cgroup(dir: &Path, pid: i32, init_pid: i32) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match crate::sys::write_file(&procs, pid.to_string().as_bytes()) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let alt = init_v2_cgroup(dir, init_pid)
+                .with_context(|| format!("join cgroup {}: {e}", dir.display()))?;
+            crate::sys::write_file(&alt.join("cgroup.procs"), pid.to_string().as_bytes())
+                .with_context(|| format!("join the init's cgroup {}", alt.display()))
+        }
+        r => r.with_context(|| format!("join cgroup {}", dir.display())),
+    }
+}
+
+/// The cgroup2 directory the init is in now, below `dir` (the container's).
+fn init_v2_cgroup(dir: &Path, init_pid: i32) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup"))
+        .with_context(|| format!("read /proc/{init_pid}/cgroup"))?;
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| anyhow::anyhow!("init {init_pid} is in no cgroup2 cgroup"))?;
+    let hier = crate::cgroups::hierarchies()?;
+    let h = hier
+        .iter()
+        .find(|h| h.v2 && dir.starts_with(&h.mountpoint))
+        .ok_or_else(|| anyhow::anyhow!("no cgroup2 mount holds {}", dir.display()))?;
+    let cand = h.mountpoint.join(rel.trim_start_matches('/'));
+    if cand == dir || !cand.starts_with(dir) || !cand.is_dir() {
+        bail!("the init's cgroup {rel} is not below {}", dir.display());
+    }
+    Ok(cand)
 }
 
 /// The cgroup dirs the exec process joins: the container's, or a sub-cgroup of it.

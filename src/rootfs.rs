@@ -187,7 +187,12 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
     .with_context(|| format!("{label}: mount tmpfs"))?;
     let top =
         safe_path::open(root, &m.dest, libc::O_PATH).with_context(|| format!("{label}: reopen"))?;
-    for (h, dir) in &cg.hierarchies {
+    // Hybrid: the cgroup2 hierarchy is left out, as runc does. systemd in the
+    // container decides its mode from what it finds: with cgroup2 at
+    // /sys/fs/cgroup/unified it would track its units there (read-only for Podman's
+    // v1 systemd mode, which makes only name=systemd writable) instead of on the
+    // name=systemd hierarchy.
+    for (h, dir) in cg.hierarchies.iter().filter(|(h, _)| !h.v2) {
         let name = h
             .mountpoint
             .file_name()

@@ -257,3 +257,51 @@ fn cgroup_mount_without_cgroup_namespace() {
     assert!(out.contains("Read-only file system"), "{out}");
     t.assert_clean();
 }
+
+/// What systemd as the container's init needs on a v1 or hybrid host: the
+/// name=systemd hierarchy at /sys/fs/cgroup/systemd, writable when the config mounts
+/// cgroups read-write, and no cgroup2 next to the v1 hierarchies (runc shows none;
+/// systemd would otherwise track its units on that one instead).
+#[test]
+fn v1_cgroup_mount_gives_systemd_its_hierarchy() {
+    let hybrid_or_v1 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" - cgroup cgroup "));
+    if !hybrid_or_v1 {
+        eprintln!("pure cgroup v2 host: the v2 mount is covered by integration/vm");
+        return;
+    }
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "awk '$5 ~ /^\\/sys\\/fs\\/cgroup/ { for (i = 7; i <= NF; i++) if ($i == \"-\") print $5, $(i + 1) }' \
+         /proc/self/mountinfo; \
+         mkdir /sys/fs/cgroup/systemd/init.scope && echo made-sub && \
+         rmdir /sys/fs/cgroup/systemd/init.scope",
+    ]);
+    b.edit(|c| {
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "relatime"]);
+            }
+        }
+    });
+    let o = t.run(&b);
+    o.ok();
+    let out = o.stdout_now();
+    assert!(
+        out.lines().any(|l| l == "/sys/fs/cgroup/systemd cgroup"),
+        "name=systemd is mounted: {out}"
+    );
+    assert!(
+        !out.contains("cgroup2"),
+        "no cgroup2 mount on v1/hybrid: {out}"
+    );
+    assert!(
+        out.contains("made-sub"),
+        "the container makes its own sub-cgroups: {out}"
+    );
+    t.assert_clean();
+}
