@@ -23,9 +23,12 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     if shares >= MAX_SHARES {
         return MAX_WEIGHT;
     }
-    let l = (shares as f64).log2();
+    // The pure-Rust libm (musl's algorithms) gives the same weight as glibc's for
+    // every shares value in range (checked exhaustively), and spares kraal loading
+    // libm.so at every start.
+    let l = libm::log2(shares as f64);
     let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
-    (10f64.powf(exponent).ceil() as u64).clamp(1, MAX_WEIGHT)
+    (libm::ceil(libm::pow(10.0, exponent)) as u64).clamp(1, MAX_WEIGHT)
 }
 
 /// The inverse of [`shares_to_weight`]: the largest shares value that maps to at
@@ -43,9 +46,9 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     }
     // Solve l² + 125·l − 612·(log10(w) + 7/34) = 0 for the positive root, then step
     // over the rounding of ceil() in the forward direction (a few steps at most).
-    let c = 612.0 * ((weight as f64).log10() + 7.0 / 34.0);
-    let l = (-125.0 + (125.0f64 * 125.0 + 4.0 * c).sqrt()) / 2.0;
-    let mut s = (2f64.powf(l).round() as u64).clamp(2, MAX_SHARES);
+    let c = 612.0 * (libm::log10(weight as f64) + 7.0 / 34.0);
+    let l = (-125.0 + libm::sqrt(125.0f64 * 125.0 + 4.0 * c)) / 2.0;
+    let mut s = (libm::round(libm::pow(2.0, l)) as u64).clamp(2, MAX_SHARES);
     while s > 2 && shares_to_weight(s) > weight {
         s -= 1;
     }
@@ -130,6 +133,18 @@ mod tests {
         assert_eq!(weight_to_shares(100), 1024);
         assert_eq!(weight_to_shares(1), 2);
         assert_eq!(weight_to_shares(10_000), 262_144);
+    }
+
+    /// The curve as crun computes it (the C library's log2 and pow; std's f64
+    /// methods call the same ones) agrees with kraal's pure-Rust one everywhere.
+    #[test]
+    fn shares_weight_matches_the_c_library_everywhere() {
+        for s in 3..MAX_SHARES {
+            let l = (s as f64).log2();
+            let e = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            let c = (10f64.powf(e).ceil() as u64).clamp(1, MAX_WEIGHT);
+            assert_eq!(shares_to_weight(s), c, "shares {s}");
+        }
     }
 
     #[test]
