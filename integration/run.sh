@@ -4,7 +4,7 @@
 # is not 0). Each suite installs its client from Debian when missing, starts
 # the daemons it needs privately and tears everything down when it ends.
 #
-#   integration/run.sh [podman|containerd|docker ...]   (default: all three)
+#   integration/run.sh [podman|containerd|docker|zone ...]   (default: all four)
 #
 # KRAAL_COMPARE=runc runs the same scenarios against runc, to tell kraal's
 # failures from the environment's. kraal is built with `cargo build --release`
@@ -17,9 +17,9 @@ crate=$(dirname "$here")
 [ "$(id -u)" = 0 ] || { echo "run.sh: the client suites need root" >&2; exit 2; }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(podman containerd docker)
+[ ${#suites[@]} -gt 0 ] || suites=(podman containerd docker zone)
 for s in "${suites[@]}"; do
-	[ -f "$here/$s.sh" ] || { echo "run.sh: no suite named $s (podman, containerd, docker)" >&2; exit 2; }
+	[ -f "$here/$s.sh" ] || { echo "run.sh: no suite named $s (podman, containerd, docker, zone)" >&2; exit 2; }
 done
 
 # Build once here rather than in each suite.

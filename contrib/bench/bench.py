@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -555,6 +556,503 @@ def cmd_section(args):
     replace_section(args.doc, args.name, Path(args.body).read_text())
 
 
+# ---- density (density.sh) ------------------------------------------------------------
+#
+# One (N, runtime) run at a time: N idle containers created and started one after
+# another below one common parent cgroup, measured while all of them run, deleted one
+# after another, then checked for leftovers. One JSON line per run goes to the results
+# file; `density-report` turns the lines into the table.
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_hierarchies():
+    """Every hierarchy mounted in the namespace (v1 controllers and cgroup2), each once."""
+    return [h for h in sorted(CGROUP_ROOT.iterdir()) if h.is_dir() and not h.is_symlink()]
+
+
+def read_int(path):
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proc_cgroups(pid):
+    """{hierarchy id: path} of a process, paths as this cgroup namespace sees them."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        hid, _, path = line.split(":", 2)
+        out[hid] = path
+    return out
+
+
+def proc_status(pid):
+    """(state letter, VmRSS in KiB, comm) of a process, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    f = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+    rss = int(f.get("VmRSS", "0 kB").split()[0])
+    return f.get("State", "?")[:1], rss, f.get("Name", "?").strip()
+
+
+def proc_exe(pid):
+    try:
+        return os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
+
+
+class Namespace:
+    """Which processes belong to the bench. On a hybrid host the namespace's cgroup2
+    root is a cgroup of the bench's own, so a process is ours when its cgroup2 path does
+    not climb out of it (`/..`). Without cgroup2 (legacy host) the v1 roots are shared
+    with the caller's neighbours: then ours means our mount namespace, or a container
+    cgroup below the bench's top cgroup."""
+
+    def __init__(self, top):
+        self.top = top
+        self.mntns = os.readlink("/proc/self/ns/mnt")
+        with open("/proc/self/mountinfo") as f:
+            self.v2 = any(line.split(" - ", 1)[1].startswith("cgroup2 ") for line in f if " - " in line)
+
+    def ours(self, pid, groups):
+        if self.v2 and "0" in groups:
+            return not groups["0"].startswith("/..")
+        if any(p.startswith(f"/{self.top}/") for p in groups.values()):
+            return True
+        try:
+            return os.readlink(f"/proc/{pid}/ns/mnt") == self.mntns
+        except OSError:
+            return False
+
+    def processes(self):
+        """{pid: cgroups} of every process of the bench (this driver included)."""
+        out = {}
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            groups = proc_cgroups(p.name)
+            if groups is not None and self.ours(p.name, groups):
+                out[int(p.name)] = groups
+        return out
+
+
+def in_parent(groups, parent):
+    return any(p == f"/{parent}" or p.startswith(f"/{parent}/") for p in groups.values())
+
+
+def timed_call(argv, err, timeout):
+    """Runs one runtime command; returns (ms, exit code or None on timeout, message).
+    stdout goes to /dev/null and stderr to the log (a sleeping container inherits
+    them: a pipe of ours would stay open); on timeout the runtime process, which this
+    driver started, is killed."""
+    err.write(("$ " + " ".join(argv) + "\n").encode())
+    err.flush()
+    pos = err.tell()
+    t0 = time.perf_counter_ns()
+    try:
+        rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        rc = None
+    t1 = time.perf_counter_ns()
+    msg = ""
+    if rc != 0:
+        err.flush()
+        with open(err.name, "rb") as f:
+            f.seek(pos)
+            msg = f.read().decode(errors="replace").strip().replace("\n", " / ")[:500]
+        if rc is None:
+            msg = f"timed out after {timeout}s" + (f": {msg}" if msg else "")
+    return (t1 - t0) / 1e6, rc, msg
+
+
+def density_bundles(base_config, rootfs, bundles, ids, parent, args):
+    """One bundle per container: the base config with the container's cgroupsPath
+    below the common parent, the shared rootfs by absolute path and the idle args."""
+    base = json.loads(Path(base_config).read_text())
+    base["root"]["path"] = rootfs
+    base["process"]["args"] = args
+    out = []
+    for cid in ids:
+        d = Path(bundles) / cid
+        d.mkdir(parents=True)
+        base["linux"]["cgroupsPath"] = f"{parent}/{cid}"
+        (d / "config.json").write_text(json.dumps(base))
+        out.append(str(d))
+    return out
+
+
+def density_leftovers(args, ids, binary, before, ns):
+    """What the run left behind: state entries, cgroups below the common parent (any
+    hierarchy), mounts naming the work directory or a container, and processes that
+    appeared during the run (containers, runtime helpers, zombies nobody reaped)."""
+    items = []
+    root = Path(args.state_root)
+    if root.is_dir():
+        items += [f"state entry {e}" for e in sorted(root.iterdir())]
+    for h in cgroup_hierarchies():
+        top = h / args.parent
+        if top.is_dir():
+            for dirpath, dirnames, _ in os.walk(top):
+                items += [f"cgroup {dirpath}/{d}" for d in dirnames]
+    idset = set(ids)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4]
+            if args.work in mp or idset.intersection(mp.split("/")):
+                items.append(f"mount {mp}")
+    for pid, groups in ns.processes().items():
+        if pid in before:
+            continue
+        st = proc_status(pid)
+        if st is None:
+            continue
+        why = "in the parent cgroup" if in_parent(groups, args.parent) else (
+            "runtime binary" if proc_exe(pid) == binary else "started during the run")
+        items.append(f"process {pid} ({st[2]}, state {st[0]}, {why})")
+    return items
+
+
+def density_cleanup(args, err, cmd, ids):
+    """Clears what a run left so the next one starts clean: containers still in the
+    state root are deleted, processes still in the parent's cgroups (containers this
+    run started) are killed by PID, and the parent's cgroups removed."""
+    root = Path(args.state_root)
+    if root.is_dir():
+        for e in sorted(root.iterdir()):
+            timed_call(cmd + ["delete", "--force", e.name], err, args.timeout)
+    for _ in range(50):
+        pids = set()
+        for h in cgroup_hierarchies():
+            top = h / args.parent
+            if top.is_dir():
+                for procs in top.rglob("cgroup.procs"):
+                    pids.update(int(x) for x in (procs.read_text().split() if procs.exists() else []))
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    for h in cgroup_hierarchies():
+        top = h / args.parent
+        if top.is_dir():
+            for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(dirpath)
+                except OSError as e:
+                    print(f"{PROG}: warning: could not remove cgroup {dirpath}: {e}", file=sys.stderr)
+
+
+def cmd_density(args):
+    """One (N, runtime) run; appends one JSON line to --out."""
+    cmd = json.loads(args.command)
+    binary = os.path.realpath(args.binary)
+    ns = Namespace(args.parent.split("/", 1)[0])
+    n = args.n
+    ids = [f"{args.id_prefix}-{i:04d}" for i in range(1, n + 1)]
+    bundles = density_bundles(args.base_config, args.rootfs, args.bundles, ids, args.parent, args.args.split())
+    mem = CGROUP_ROOT / "memory"
+    # The common parent exists (empty) before the first container, so its charge
+    # before is a real reading; only the memory hierarchy is made here: the runtimes
+    # make the parent in the others (cpuset needs its cpus and mems copied down).
+    (mem / args.parent).mkdir(parents=True, exist_ok=True)
+    rec = {"n": n, "runtime": args.name, "create_ms": [], "start_ms": [], "failed": None}
+    rec["mem_parent0"] = read_int(mem / args.parent / "memory.usage_in_bytes")
+    rec["kmem_parent0"] = read_int(mem / args.parent / "memory.kmem.usage_in_bytes")
+    rec["mem_ns0"] = read_int(mem / "memory.usage_in_bytes")
+    before = set(ns.processes())
+    created = []
+    step = max(1, n // 10)
+    t_run = time.monotonic()
+    with open(args.log, "ab") as err:
+        for i, (cid, b) in enumerate(zip(ids, bundles)):
+            tc, rc, msg = timed_call(cmd + ["create", "--bundle", b, cid], err, args.timeout)
+            if rc != 0:
+                rec["failed"] = {"at": i + 1, "step": "create", "msg": msg}
+                # A failed create that still left a state entry is deleted with the others.
+                if (Path(args.state_root) / cid).exists():
+                    created.append(cid)
+                break
+            created.append(cid)
+            ts, rc, msg = timed_call(cmd + ["start", cid], err, args.timeout)
+            if rc != 0:
+                rec["failed"] = {"at": i + 1, "step": "start", "msg": msg}
+                break
+            rec["create_ms"].append(tc)
+            rec["start_ms"].append(ts)
+            if (i + 1) % step == 0 or i + 1 == n:
+                print(f"{PROG}: {args.name} N={n}: {i + 1}/{n} running ({time.monotonic() - t_run:.1f} s)",
+                      file=sys.stderr, flush=True)
+        if rec["failed"]:
+            f = rec["failed"]
+            print(f"{PROG}: {args.name} N={n}: {f['step']} of container {f['at']} failed: {f['msg']}",
+                  file=sys.stderr, flush=True)
+        rec["started"] = len(rec["start_ms"])
+        rec["create_start_wall_s"] = time.monotonic() - t_run
+        # While all of them run.
+        rec["mem_parent"] = read_int(mem / args.parent / "memory.usage_in_bytes")
+        rec["kmem_parent"] = read_int(mem / args.parent / "memory.kmem.usage_in_bytes")
+        rec["mem_ns"] = read_int(mem / "memory.usage_in_bytes")
+        procs = ns.processes()
+        ctr, rt, other = 0, [], []
+        for pid, groups in procs.items():
+            if pid in before:
+                continue
+            st = proc_status(pid)
+            if st is None:
+                continue
+            # The runtime's binary first: a helper (or an init that never exec'd) may
+            # sit in a container's cgroup and is the runtime's memory, not the container.
+            if proc_exe(pid) == binary:
+                rt.append(st[1])
+            elif in_parent(groups, args.parent):
+                ctr += 1
+            else:
+                other.append(f"{pid} {st[2]} (state {st[0]}, {st[1]} KiB)")
+        rec["ctr_procs"] = ctr
+        rec["rt_procs"] = len(rt)
+        rec["rt_rss_kib"] = sum(rt)
+        rec["other_procs"] = other
+        print(f"{PROG}: {args.name} N={n}: {ctr} container processes, {len(rt)} {args.name} processes "
+              f"({sum(rt)} KiB), parent charged {((rec['mem_parent'] or 0) - (rec['mem_parent0'] or 0)) / 1024:.0f} KiB; "
+              f"deleting", file=sys.stderr, flush=True)
+        t_del = time.monotonic()
+        rec["delete_ms"], rec["delete_failures"] = [], []
+        for i, cid in enumerate(created):
+            td, rc, msg = timed_call(cmd + ["delete", "--force", cid], err, args.timeout)
+            rec["delete_ms"].append(td)
+            if rc != 0:
+                rec["delete_failures"].append(f"{cid}: {msg}")
+            if (i + 1) % step == 0 and i + 1 < len(created):
+                print(f"{PROG}: {args.name} N={n}: {i + 1}/{len(created)} deleted ({time.monotonic() - t_del:.1f} s)",
+                      file=sys.stderr, flush=True)
+        rec["delete_wall_s"] = time.monotonic() - t_del
+        # Exiting containers take a moment to be reaped (their parent is PID 1):
+        # give stragglers a few seconds before anything counts as left over.
+        deadline = time.monotonic() + args.settle
+        while True:
+            left = density_leftovers(args, ids, binary, before, ns)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        rec["leftovers"] = left
+        for item in left:
+            print(f"{PROG}: {args.name} N={n}: leftover: {item}", file=sys.stderr)
+        density_cleanup(args, err, cmd, ids)
+    shutil.rmtree(args.bundles, ignore_errors=True)
+    rec["wall_s"] = time.monotonic() - t_run
+    print(f"{PROG}: {args.name} N={n}: deleted in {rec['delete_wall_s']:.1f} s, leftovers: {len(left)}",
+          file=sys.stderr, flush=True)
+    with open(args.out, "a") as out:
+        out.write(json.dumps(rec) + "\n")
+
+
+def tenth(n):
+    """How many containers "the first/last 10%" are."""
+    return max(1, n // 10)
+
+
+def density_figures(rec):
+    """The table's figures of one run (None where the run gave none)."""
+    c = [a + b for a, b in zip(rec["create_ms"], rec["start_ms"])]
+    f = {"started": rec["started"], "n": rec["n"], "failed": rec["failed"]}
+    k = tenth(rec["n"])
+    full = len(c) == rec["n"]
+    f["total_s"] = sum(c) / 1000 if c else None
+    f["median_ms"] = statistics.median(c) if c else None
+    f["first_ms"] = statistics.mean(c[:k]) if full else None
+    f["last_ms"] = statistics.mean(c[-k:]) if full else None
+    f["growth"] = f["last_ms"] / f["first_ms"] if full else None
+    f["growth_med"] = statistics.median(c[-k:]) / statistics.median(c[:k]) if full else None
+    s = rec["started"]
+    if s and rec.get("mem_parent") is not None and rec.get("mem_parent0") is not None:
+        f["mem_kib"] = (rec["mem_parent"] - rec["mem_parent0"]) / 1024 / s
+    else:
+        f["mem_kib"] = None
+    if s and rec.get("kmem_parent") is not None and rec.get("kmem_parent0") is not None:
+        f["kmem_kib"] = (rec["kmem_parent"] - rec["kmem_parent0"]) / 1024 / s
+    else:
+        f["kmem_kib"] = None
+    if s and rec.get("mem_ns") is not None and rec.get("mem_ns0") is not None:
+        f["mem_ns_kib"] = (rec["mem_ns"] - rec["mem_ns0"]) / 1024 / s
+    else:
+        f["mem_ns_kib"] = None
+    f["ctr_procs"] = rec.get("ctr_procs")
+    f["rt_procs"] = rec.get("rt_procs")
+    f["rt_rss_kib"] = rec.get("rt_rss_kib")
+    f["other_procs"] = rec.get("other_procs", [])
+    f["delete_s"] = sum(rec["delete_ms"]) / 1000 if rec.get("delete_ms") else None
+    f["delete_failures"] = rec.get("delete_failures", [])
+    f["leftovers"] = rec.get("leftovers", [])
+    return f
+
+
+def dfmt(v, digits, suffix=""):
+    return "n/a" if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def dratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def density_render(recs, meta):
+    rts = meta["runtimes"]
+    runs = {(r["n"], r["runtime"]): density_figures(r) for r in recs}
+    ns = sorted({r["n"] for r in recs})
+    L = []
+    L.append(f"Measured {meta['date']} by `contrib/bench/density.sh {' '.join(str(n) for n in meta['ns'])}` "
+             f"(idle `{meta['args']}` containers; one runtime at a time, the order rotating with N).")
+    L.append("")
+    L.append(f"- Kernel: {meta['kernel']}; CPU: {meta['cpu']} ({meta['ncpu']} CPUs, {meta['mem_gib']} GiB); "
+             f"load average at start: {meta['load']}, at the end: {meta.get('load_end', 'n/a')}")
+    L.append("- " + "; ".join(meta["versions"][rt] for rt in rts))
+    L.append(f"- cgroup layout: {meta['layout']} (in the private mount + cgroup namespace described under Method); "
+             f"pid_max {meta['pid_max']}, RLIMIT_NOFILE {meta['nofile']}")
+    L.append("")
+    L.append("Times are of the runtime invocations alone (create and start are separate calls). "
+             "Memory is the growth of the common parent cgroup's `memory.usage_in_bytes` "
+             "(v1) while all containers run, divided by their number.")
+    L.append("")
+    L.append("| N | runtime | running | `create`+`start` of all, s | per container, median ms | "
+             "first 10%, mean ms | last 10%, mean ms | last/first (means) | last/first (medians) | "
+             "memory charged per container, KiB (kernel part) | runtime processes while running (RSS) | "
+             "`delete --force` of all, s | leftovers |")
+    L.append("|---:|---|" + "---:|" * 11)
+    notes = []
+    for n in ns:
+        for rt in rts:
+            f = runs.get((n, rt))
+            if f is None:
+                continue
+            running = f"{f['ctr_procs']}/{n}" if f["ctr_procs"] is not None else "n/a"
+            if f["failed"]:
+                running = f"**{running}**"
+                notes.append(f"{rt}, N={n}: `{f['failed']['step']}` of container {f['failed']['at']} failed: "
+                             f"{f['failed']['msg']}")
+            rtp = "n/a" if f["rt_procs"] is None else (
+                "0" if f["rt_procs"] == 0 else f"**{f['rt_procs']}** ({f['rt_rss_kib'] / 1024:.1f} MiB)")
+            if f["other_procs"]:
+                notes.append(f"{rt}, N={n}: {len(f['other_procs'])} other processes appeared while the containers "
+                             f"ran: " + "; ".join(f["other_procs"][:5]))
+            kinds = {}
+            for item in f["leftovers"]:
+                kind = item.split()[0]
+                kinds[kind] = kinds.get(kind, 0) + 1
+            left = "none" if not f["leftovers"] else (
+                f"**{len(f['leftovers'])}** (" + ", ".join(f"{c} {k}" for k, c in kinds.items()) + ")")
+            if f["leftovers"]:
+                notes.append(f"{rt}, N={n}: left behind: " + "; ".join(f["leftovers"][:5])
+                             + (" ..." if len(f["leftovers"]) > 5 else ""))
+            if f["delete_failures"]:
+                notes.append(f"{rt}, N={n}: {len(f['delete_failures'])} `delete --force` calls failed, first: "
+                             f"{f['delete_failures'][0]}")
+            mem = dfmt(f["mem_kib"], 0)
+            if f["kmem_kib"] is not None:
+                mem += f" ({f['kmem_kib']:.0f})"
+            L.append(f"| {n} | {rt} | {running} | {dfmt(f['total_s'], 2)} | {dfmt(f['median_ms'], 1)} | "
+                     f"{dfmt(f['first_ms'], 1)} | {dfmt(f['last_ms'], 1)} | {dfmt(f['growth'], 2)} | "
+                     f"{dfmt(f['growth_med'], 2)} | {mem} | {rtp} | {dfmt(f['delete_s'], 2)} | {left} |")
+    peers = [p for p in ("crun", "runc") if p in rts]
+    if "kraal" in rts and peers:
+        L.append("")
+        L.append("kraal against the others (ratios of the figures above; below 1 means kraal is faster or smaller):")
+        L.append("")
+        L.append("| N | " + " | ".join(f"kraal/{p} {what}" for p in peers
+                                       for what in ("`create`+`start` all", "memory/container", "`delete` all")) + " |")
+        L.append("|---:|" + "---:|" * (3 * len(peers)))
+        for n in ns:
+            k = runs.get((n, "kraal"))
+            if k is None:
+                continue
+            cells = []
+            for p in peers:
+                o = runs.get((n, p))
+                for key in ("total_s", "mem_kib", "delete_s"):
+                    ok = o is not None and not k["failed"] and not o["failed"]
+                    cells.append(rfmt(dratio(k[key], o[key]) if ok else None))
+            L.append(f"| {n} | " + " | ".join(cells) + " |")
+    outside = []
+    for n in ns:
+        cells = [f"{rt} {f['mem_ns_kib'] - f['mem_kib']:.0f}" for rt in rts
+                 if (f := runs.get((n, rt))) and f["mem_ns_kib"] is not None and f["mem_kib"] is not None]
+        if cells:
+            outside.append(f"N={n}: " + ", ".join(cells))
+    if outside:
+        notes.append("memory charged outside the parent, per container, KiB (the growth of the namespace's root "
+                     "memory cgroup minus the parent's: what a runtime allocated for a container before the "
+                     "container's process joined its cgroup, state files, and anything else running in the "
+                     "caller's cgroup): " + "; ".join(outside))
+    if notes:
+        L.append("")
+        L.extend(f"- {x}" for x in notes)
+    L.append("")
+    L.append("Targets of issue 12 (kraal):")
+    L.append("")
+    L.extend(density_targets(runs, ns, rts))
+    return "\n".join(L) + "\n"
+
+
+def density_targets(runs, ns, rts):
+    out = []
+    if "kraal" not in rts:
+        return ["- kraal was not measured"]
+    top = max(ns)
+    k = runs.get((top, "kraal"))
+    if k is None:
+        return [f"- kraal was not measured at N={top}"]
+    ok = not k["failed"] and k["ctr_procs"] == top
+    out.append(f"- {top} idle containers running at once: " + (
+        "**met**" if ok else f"**missed** ({k['ctr_procs']} running"
+        + (f"; {k['failed']['step']} of container {k['failed']['at']} failed" if k["failed"] else "") + ")"))
+    for n in ns:
+        f = runs.get((n, "kraal"))
+        if f is None or f["growth"] is None:
+            out.append(f"- N={n}: last 10% ≤ 1.2x first 10%: not measured (the run did not complete)")
+            continue
+        verdict = "**met**" if f["growth"] <= 1.2 else "**missed**"
+        out.append(f"- N={n}: last 10% ≤ 1.2x first 10% (means): {verdict} ({f['growth']:.2f}x; "
+                   f"medians {f['growth_med']:.2f}x)")
+    c = runs.get((top, "crun"))
+    if c is not None and not c["failed"] and not k["failed"] and k["mem_kib"] is not None and c["mem_kib"]:
+        r = k["mem_kib"] / c["mem_kib"]
+        out.append(f"- N={top}: memory charged per container ≤ crun's: " + ("**met**" if r <= 1 else "**missed**")
+                   + f" ({k['mem_kib']:.0f} KiB against {c['mem_kib']:.0f}, {r:.2f}x)")
+        r = k["delete_s"] / c["delete_s"]
+        out.append(f"- N={top}: `delete --force` of all faster than crun's: " + ("**met**" if r < 1 else "**missed**")
+                   + f" ({k['delete_s']:.2f} s against {c['delete_s']:.2f} s, {r:.2f}x)")
+    else:
+        out.append(f"- N={top}: comparison with crun: not measured (crun missing or a run failed)")
+    daemons = [n for n in ns if runs.get((n, "kraal")) and runs[(n, "kraal")]["rt_procs"]]
+    out.append("- no kraal process left per container while they run: "
+               + ("**met** (none at any N)" if not daemons else "**missed** (at N=" + ", ".join(map(str, daemons)) + ")"))
+    dirty = [f"{rt} N={n}" for (n, rt), f in sorted(runs.items()) if f["leftovers"]]
+    out.append("- nothing left after deleting them (state, cgroups, mounts, processes): "
+               + ("**clean** for every runtime and N" if not dirty else "**leftovers**: " + ", ".join(dirty)))
+    return out
+
+
+def cmd_density_report(args):
+    recs = [json.loads(x) for x in Path(args.results).read_text().splitlines() if x.strip()]
+    if not recs:
+        die(f"no runs in {args.results}")
+    meta = json.loads(Path(args.meta).read_text())
+    body = density_render(recs, meta)
+    sys.stdout.write(body)
+    if args.doc:
+        replace_section(args.doc, "density", body)
+
+
+
 def main():
     ap = argparse.ArgumentParser(prog=PROG)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -585,9 +1083,31 @@ def main():
     p.add_argument("--doc", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--body", required=True)
+    p = sub.add_parser("density", help="one (N, runtime) run of density.sh")
+    p.add_argument("--name", required=True, help="the runtime's name")
+    p.add_argument("--command", required=True, help="JSON list: the runtime's command line with its --root")
+    p.add_argument("--binary", required=True, help="the runtime's executable (its processes are counted)")
+    p.add_argument("--state-root", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--parent", required=True, help="the common parent cgroup, relative (TOP/RUN)")
+    p.add_argument("--id-prefix", required=True)
+    p.add_argument("--base-config", required=True)
+    p.add_argument("--rootfs", required=True)
+    p.add_argument("--bundles", required=True, help="directory for this run's bundles (removed after)")
+    p.add_argument("--args", default="sleep 100000", help="the idle process, split on spaces")
+    p.add_argument("--work", required=True, help="the bench's work directory (no mount may name it after)")
+    p.add_argument("--log", required=True, help="where the runtimes' stderr goes")
+    p.add_argument("--out", required=True, help="results file (one JSON line per run, appended)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds one runtime call may take")
+    p.add_argument("--settle", type=float, default=5, help="seconds for exiting processes to be reaped")
+    p = sub.add_parser("density-report")
+    p.add_argument("--results", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--doc")
     args = ap.parse_args()
     {"csd": cmd_csd, "many": cmd_many, "leftovers": cmd_leftovers, "report": cmd_report,
-     "strace-summary": cmd_strace_summary, "strace-slow": cmd_strace_slow, "section": cmd_section}[args.cmd](args)
+     "strace-summary": cmd_strace_summary, "strace-slow": cmd_strace_slow, "section": cmd_section,
+     "density": cmd_density, "density-report": cmd_density_report}[args.cmd](args)
 
 
 if __name__ == "__main__":
