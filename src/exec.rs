@@ -225,7 +225,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     drop(console);
     let r = (|| -> Result<Option<OwnedFd>> {
         for d in &cgroup_dirs {
-            join_cgroup(d, pid, saved.pid)?;
+            join_cgroup(d, pid, saved.pid, o.cgroup.is_some())?;
         }
         parent.send(&Msg::Go).context("sync: send Go")?;
         let mut pty = None;
@@ -296,41 +296,59 @@ pub fn hand_over_listener(
         .with_context(|| format!("linux.seccomp.listenerPath {}", l.path.display()))
 }
 
-/// Puts the exec process in `dir`. On cgroup v2 a cgroup whose subtree has domain
-/// controllers enabled takes no processes (EBUSY): that is a container managing its
-/// own subtree (systemd as its init moves itself to init.scope). The exec process then
-/// joins the init's current cgroup, as runc does.
-fn join_cgroup(dir: &Path, pid: i32, init_pid: i32) -> Result<()> {
-    let procs = dir.join("cgroup.procs");
-    match crate::sys::write_file(&procs, pid.to_string().as_bytes()) {
+/// Puts the exec process in `dir` (one of the container's cgroup dirs).
+///
+/// On cgroup v2 a container may manage its own subtree: systemd as its init moves
+/// itself to `init.scope` and then enables controllers in the container's cgroup,
+/// which from then on takes no processes (EBUSY). An exec process joins the init's
+/// cgroup when the init has moved below the container's: joining the container's
+/// cgroup in the window before systemd enables its controllers would make that fail,
+/// silently leaving the container's units without memory or pids control. runc tries
+/// the container's cgroup first and falls back on EBUSY; kraal does the same when
+/// `--cgroup` names a sub-cgroup explicitly.
+fn join_cgroup(dir: &Path, pid: i32, init_pid: i32, explicit: bool) -> Result<()> {
+    let pid_text = pid.to_string();
+    if !explicit {
+        if let Some(alt) = init_v2_cgroup(dir, init_pid)? {
+            return crate::sys::write_file(&alt.join("cgroup.procs"), pid_text.as_bytes())
+                .with_context(|| format!("join the init's cgroup {}", alt.display()));
+        }
+    }
+    match crate::sys::write_file(&dir.join("cgroup.procs"), pid_text.as_bytes()) {
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-            let alt = init_v2_cgroup(dir, init_pid)
-                .with_context(|| format!("join cgroup {}: {e}", dir.display()))?;
-            crate::sys::write_file(&alt.join("cgroup.procs"), pid.to_string().as_bytes())
+            let alt = init_v2_cgroup(dir, init_pid)?
+                .ok_or_else(|| anyhow::anyhow!("join cgroup {}: {e}", dir.display()))?;
+            crate::sys::write_file(&alt.join("cgroup.procs"), pid_text.as_bytes())
                 .with_context(|| format!("join the init's cgroup {}", alt.display()))
         }
         r => r.with_context(|| format!("join cgroup {}", dir.display())),
     }
 }
 
-/// The cgroup2 directory the init is in now, below `dir` (the container's).
-fn init_v2_cgroup(dir: &Path, init_pid: i32) -> Result<PathBuf> {
+/// The cgroup2 directory the init is in now when that is strictly below `dir` (the
+/// container's cgroup); None when `dir` is a v1 directory or the init is in `dir`.
+fn init_v2_cgroup(dir: &Path, init_pid: i32) -> Result<Option<PathBuf>> {
+    let c = crate::sys::cstr(dir)?;
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs(2) fills the struct it is given.
+    if unsafe { libc::statfs(c.as_ptr(), &mut fs) } != 0 || fs.f_type != libc::CGROUP2_SUPER_MAGIC {
+        return Ok(None);
+    }
     let text = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup"))
         .with_context(|| format!("read /proc/{init_pid}/cgroup"))?;
-    let rel = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| anyhow::anyhow!("init {init_pid} is in no cgroup2 cgroup"))?;
-    let hier = crate::cgroups::hierarchies()?;
-    let h = hier
-        .iter()
-        .find(|h| h.v2 && dir.starts_with(&h.mountpoint))
-        .ok_or_else(|| anyhow::anyhow!("no cgroup2 mount holds {}", dir.display()))?;
-    let cand = h.mountpoint.join(rel.trim_start_matches('/'));
-    if cand == dir || !cand.starts_with(dir) || !cand.is_dir() {
-        bail!("the init's cgroup {rel} is not below {}", dir.display());
-    }
-    Ok(cand)
+    let Some(rel) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return Ok(None);
+    };
+    // The init's path is relative to the hierarchy's root, which is one of `dir`'s
+    // ancestors (the mount point); it names a cgroup below `dir` only through it.
+    // Shallowest first: the mount point comes before any deeper look-alike.
+    let rel = Path::new(rel.trim_start_matches('/'));
+    let ancestors: Vec<&Path> = dir.ancestors().collect();
+    Ok(ancestors
+        .into_iter()
+        .rev()
+        .map(|m| m.join(rel))
+        .find(|cand| cand != dir && cand.starts_with(dir) && cand.is_dir()))
 }
 
 /// The cgroup dirs the exec process joins: the container's, or a sub-cgroup of it.

@@ -2,8 +2,9 @@
 # Host-side building blocks of the VM suite (integration/vm/run.sh). Sourced, never
 # run. Owns: the cache (kernel, initramfs images, the debootstrap'ed systemd image,
 # the accelerator verdict), the per-run work dir, host packages, the payload (kraal,
-# the test binaries, the guest scripts and plans), booting a guest with a hard
-# timeout while streaming its report, and turning that report into pass/fail lines.
+# the test binaries, the guest scripts and plans, contrib/zone), booting a guest with
+# a hard timeout while streaming its report, and turning that report into pass/fail
+# lines.
 #
 # Nothing here installs a kernel on the host: linux-image-amd64 is fetched with
 # `apt-get download` and unpacked with `dpkg -x` into the cache.
@@ -19,11 +20,15 @@ elif [ -n "${XDG_CACHE_HOME:-}" ]; then
 else
 	CACHE=/var/cache/kraal-vm
 fi
-# Modules taken from the kernel package: what the systemd guest needs to reach its
-# root disk, and loop (the device tests open /dev/loop-control). Part of the key.
-KMODS="virtio_pci virtio_blk crc32c_generic ext4 loop"
-# Packages the systemd image is debootstrap'ed with (part of its cache key).
-SYSTEMD_PKGS=systemd,systemd-sysv,dbus,procps,kmod,jq,busybox-static,libseccomp2
+# Modules taken from the kernel package: what the guests need to reach a disk, loop
+# (the device tests open /dev/loop-control), and what a zone needs (overlay for its
+# root, veth and bridge for its network). Part of the key.
+KMODS="virtio_pci virtio_blk crc32c_generic ext4 loop overlay veth bridge"
+# Packages the systemd image is debootstrap'ed with (part of its cache key). The image
+# is also the zones' root (guest/zone-cases.sh); iproute2: zone.sh's veth and bridge.
+SYSTEMD_PKGS=systemd,systemd-sysv,dbus,procps,kmod,jq,busybox-static,libseccomp2,iproute2
+# contrib/zone/: what the zone cases run.
+ZONE_FILES="zone.sh net-up net-down"
 GUEST_MEM=${KRAAL_VM_MEM:-2G}
 GUEST_CPUS=${KRAAL_VM_CPUS:-2}
 
@@ -107,9 +112,10 @@ host_tools() {
 		depmod:kmod flock:util-linux timeout:coreutils ps:procps ||
 		return 1
 	[ -x /bin/busybox ] || apt_install busybox-static || return 1
-	if [ "${1:-}" = systemd ]; then
-		need_cmds debootstrap:debootstrap || return 1
-	fi
+	# Both guests need the systemd image: the systemd guest boots it, and it is the
+	# zones' root in either guest. The plain guest runs zone.sh with these.
+	need_cmds debootstrap:debootstrap bash:bash ip:iproute2 flock:util-linux \
+		mountpoint:util-linux install:coreutils rm:coreutils
 }
 
 # ---- kernel ------------------------------------------------------------------------
@@ -127,6 +133,7 @@ fetch_kernel() {
 		key=${pkg}_${ver}_$(echo "$KMODS" | sha256sum | cut -c1-8)
 	else
 		# Offline: the newest kernel already cached.
+		# shellcheck disable=SC2012 # newest first; the names are package versions
 		key=$(ls -t "$CACHE/kernel" 2>/dev/null | head -n 1)
 		[ -n "$key" ] || {
 			say "cannot resolve linux-image-amd64 (apt-cache) and no kernel is cached"
@@ -146,10 +153,12 @@ fetch_kernel() {
 			return 1
 		}
 		dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/x" || return 1
+		# shellcheck disable=SC2012 # one file, named by the package
 		vz=$(ls "$tmp"/x/boot/vmlinuz-* | head -n 1)
 		local kv=${vz##*/vmlinuz-}
 		# The ELF inside the bzImage boots about twice as fast under TCG (no
 		# decompression by an emulated CPU). Debian compresses it with xz.
+		# shellcheck disable=SC2013 # byte offsets, one number a line
 		for off in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$vz" | cut -d: -f1); do
 			tail -c +$((off + 1)) "$vz" | xz -dc >"$tmp/out/vmlinux" 2>/dev/null
 			[ "$(head -c 4 "$tmp/out/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ] && break
@@ -362,8 +371,17 @@ copy_libs() {
 payload() {
 	local p=$WORK/payload/vm name bin
 	mkdir -p "$p/tests"
-	for f in suite.sh cases-lib.sh v2-cases.sh systemd-cases.sh systemd-entry; do
+	for f in suite.sh cases-lib.sh v2-cases.sh systemd-cases.sh zone-cases.sh systemd-entry; do
 		install -m 0755 "$GUEST/$f" "$p/$f"
+	done
+	# zone.sh and its network hooks (guest/zone-cases.sh runs them as they ship).
+	mkdir -p "$p/zone"
+	for f in $ZONE_FILES; do
+		[ -f "$CRATE/contrib/zone/$f" ] || {
+			say "contrib/zone/$f is missing"
+			return 1
+		}
+		install -m 0755 "$CRATE/contrib/zone/$f" "$p/zone/$f"
 	done
 	# Debug info is most of a test binary's size, and panics keep file:line without it.
 	objcopy --strip-debug "$KRAAL_DBG" "$p/kraal"
@@ -389,6 +407,7 @@ payload() {
 	else
 		cat >"$p/plan-plain" <<-PLAN
 			cases v2-cases.sh
+			cases zone-cases.sh
 			rust lifecycle
 			rust exec $notify_skip
 			skip $notify_why
@@ -401,6 +420,7 @@ payload() {
 	else
 		cat >"$p/plan-systemd" <<-PLAN
 			cases systemd-cases.sh
+			cases zone-cases.sh
 			rust lifecycle
 			rust exec $notify_skip
 			skip $notify_why
@@ -408,18 +428,28 @@ payload() {
 	fi
 }
 
+# Host tools the busybox guest lacks: zone.sh is bash and wants iproute2's ip (busybox
+# ip ignores `peer name`), util-linux's flock and mountpoint, coreutils' install and
+# rm (--one-file-system). They go to /usr/local/bin, ahead of busybox's applets in the
+# guest's PATH.
+PLAIN_TOOLS="bash ip flock mountpoint install rm"
+
 # plain_initrd: the cached initramfs plus this run's payload as a second cpio, with
 # the shared libraries and tools the busybox guest lacks. Sets RUN_INITRD.
 plain_initrd() {
-	local s=$WORK/payload-plain
+	local s=$WORK/payload-plain t
 	mkdir -p "$s"
 	cp -al "$WORK/payload/vm" "$s/vm"
 	mkdir -p "$s$(dirname "$KRAAL_DBG")"
 	ln "$s/vm/kraal" "$s$KRAAL_DBG"
-	mkdir -p "$s/usr/bin"
+	mkdir -p "$s/usr/bin" "$s/usr/local/bin"
 	cp -L "$(command -v ps)" "$s/usr/bin/ps"
 	cp -L "$(command -v jq)" "$s/usr/bin/jq"
-	copy_libs "$s" "$s/vm/kraal" "$s/vm/kraal-release" "$s"/vm/tests/* "$s/usr/bin/ps" "$s/usr/bin/jq"
+	for t in $PLAIN_TOOLS; do
+		cp -L "$(command -v "$t")" "$s/usr/local/bin/$t" || return 1
+	done
+	copy_libs "$s" "$s/vm/kraal" "$s/vm/kraal-release" "$s"/vm/tests/* "$s/usr/bin/ps" "$s/usr/bin/jq" \
+		"$s"/usr/local/bin/*
 	cpio_of "$s" "$WORK/payload.cpio" || return 1
 	RUN_INITRD=$WORK/initrd-plain.cpio
 	cat "$INITRD" "$WORK/payload.cpio" >"$RUN_INITRD"

@@ -8,11 +8,14 @@
 #   integration/vm/run.sh [plain|systemd|all]      (default: all)
 #
 # plain:   busybox initramfs, cgroup2 alone at /sys/fs/cgroup with every controller
-#          enabled at the root; runs guest/v2-cases.sh and the lifecycle, exec and
-#          cgroups test binaries.
+#          enabled at the root; runs guest/v2-cases.sh, guest/zone-cases.sh (a systemd
+#          zone made by contrib/zone/zone.sh, its root the systemd image attached
+#          read-only) and the lifecycle, exec and cgroups test binaries.
 # systemd: debootstrap'ed bookworm with systemd as PID 1 (cgroup v2 only); runs
-#          guest/systemd-cases.sh (boot state, the --systemd-cgroup driver) and the
-#          lifecycle and exec test binaries from a systemd unit.
+#          guest/systemd-cases.sh (boot state, the --systemd-cgroup driver),
+#          guest/zone-cases.sh (zones on the guest's own root, also under the
+#          --systemd-cgroup driver) and the lifecycle and exec test binaries from a
+#          systemd unit.
 #
 # Cache (kernel, initramfs, debootstrap, image): $KRAAL_VM_CACHE, else
 # $XDG_CACHE_HOME/kraal-vm, else /var/cache/kraal-vm. Other knobs: KRAAL_VM_ACCEL
@@ -68,8 +71,11 @@ for g in "${guests[@]}"; do
 	case $g in
 	plain)
 		plain_initrd || fail_setup "the plain guest's initrd"
+		systemd_image || fail_setup "the systemd image (the zones' root)"
 		say "booting the plain cgroup v2 guest"
+		# The systemd image, read-only, is the zones' root (guest/zone-cases.sh).
 		boot plain "${KRAAL_VM_TIMEOUT_PLAIN:-540}" -kernel "$KDIR/vmlinux" -initrd "$RUN_INITRD" \
+			-drive "file=$SYSTEMD_IMG,if=virtio,format=raw,readonly=on" \
 			-append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet"
 		tally plain
 		tests_s=$(awk -v a="${BOOT_S:-0}" -v b="$RUN_S" 'BEGIN { printf "%.1f", b - a }')

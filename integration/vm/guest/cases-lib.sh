@@ -1,10 +1,10 @@
 # shellcheck shell=sh disable=SC2034,SC2016 # MB etc. are for the sourcing script; jq filters use $
-# Helpers for the scenario suites that run inside a guest (v2-cases.sh,
+# Helpers for the scenario suites that run inside a guest (v2-cases.sh, zone-cases.sh,
 # systemd-cases.sh). Sourced, never run; POSIX sh, so busybox ash runs it too.
 # Owns: the suite's private work dir and state root, running kraal bounded in time
 # with its output kept per call, busybox bundles, assertions that name what they
 # compared, one PASS/FAIL/SKIP line per case, and cleaning up after every case
-# (containers, cgroup dirs, processes it started) with a leak check.
+# (containers, cgroup dirs, processes, units and mounts it made) with a leak check.
 #
 # Set before sourcing: SUITE (name used in the report lines); KGLOBAL (global
 # flags every kraal call gets, e.g. --systemd-cgroup), optional.
@@ -110,6 +110,18 @@ wait_for() {
 	done
 }
 
+# wait_until SECS CMD...: as wait_for, but SECS of wall-clock time (guest uptime): for
+# predicates that are slow themselves (a kraal call each).
+wait_until() {
+	secs=$1
+	shift
+	end=$(awk -v s="$secs" '{ printf "%d", $1 + s }' /proc/uptime)
+	while ! "$@"; do
+		[ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
+
 # A busybox rootfs copied for every bundle.
 TEMPLATE=$W/rootfs-template
 make_template() {
@@ -209,15 +221,27 @@ cleanup_case() {
 		timeout 60 systemctl reset-failed "$u" 2>/dev/null
 	done
 	CASE_UNITS=""
+	for m in $CASE_MOUNTS; do
+		mounted "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }
+	done
+	CASE_MOUNTS=""
 }
 
-# leaks: what a case left behind (containers, cgroups), empty when clean.
+# mounted DIR: something is mounted on DIR.
+mounted() {
+	awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts
+}
+
+# leaks: what a case left behind (containers, cgroups, units, mounts), empty when clean.
 leaks() {
 	for d in "$ROOT"/*/; do
 		[ -d "$d" ] && echo "state left: $d"
 	done
 	for d in "$PARENT_DIR"/*/; do
 		[ -d "$d" ] && echo "cgroup left: $d"
+	done
+	for m in $CASE_MOUNTS; do
+		mounted "$m" && echo "mount left: $m"
 	done
 	for u in $CASE_UNITS; do
 		st=$(systemctl show -p LoadState,ActiveState --value "$u" 2>/dev/null | tr '\n' ' ')
@@ -234,6 +258,7 @@ SKIPPED=0
 CASE_PIDS=""
 CASE_CGROUPS=""
 CASE_UNITS=""
+CASE_MOUNTS=""
 
 # run_case NAME: runs case_NAME in a subshell; prints PASS, FAIL (with its log) or
 # SKIP, then cleans up. A case that passes but leaves containers or cgroups fails.
@@ -247,6 +272,7 @@ run_case() {
 	CASE_PIDS=$(sed -n 's/^CLEANUP-PID //p' "$log")
 	CASE_CGROUPS=$(sed -n 's/^CLEANUP-CGROUP //p' "$log")
 	CASE_UNITS=$(sed -n 's/^CLEANUP-UNIT //p' "$log")
+	CASE_MOUNTS=$(sed -n 's/^CLEANUP-MOUNT //p' "$log")
 	left=""
 	if [ "$rc" = 0 ]; then
 		left=$(leaks)
@@ -273,6 +299,9 @@ register_cgroup() { echo "CLEANUP-CGROUP $1"; }
 # register_unit UNIT: a systemd unit stopped (and reset) after the case; a case
 # that passes with the unit still loaded fails.
 register_unit() { echo "CLEANUP-UNIT $1"; }
+# register_mount DIR: unmounted after the case (after its containers are deleted); a
+# case that passes with DIR still mounted fails.
+register_mount() { echo "CLEANUP-MOUNT $1"; }
 
 suite_end() {
 	rm_cgroup_tree "$PARENT_DIR"
