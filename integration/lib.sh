@@ -382,6 +382,30 @@ wait_socket() {
 
 # ---- the image ------------------------------------------------------------------------
 
+# podman_private_conf RUNTIME NETWORK_LINES: writes $WORK/containers.conf and
+# $WORK/storage.conf that keep Podman private to $WORK: contrib/clients/containers.conf
+# (the runtime table, runtime_supports_json) with RUNTIME as kraal's path, cgroupfs,
+# file events and locks, k8s-file logs, vfs storage; NETWORK_LINES (the [network]
+# table's keys) are added to netavark's backend and config dir. Makes the dirs.
+podman_private_conf() {
+	local rt=$1 net_lines=${2:-}
+	mkdir -p "$WORK"/{root,runroot,tmp,net}
+	cat >"$WORK/engine.conf" <<-EOF
+		runtime = "kraal"
+		cgroup_manager = "cgroupfs"
+		events_logger = "file"
+		events_logfile_path = "$WORK/tmp/events.log"
+		lock_type = "file"
+		tmp_dir = "$WORK/tmp"
+	EOF
+	echo 'log_driver = "k8s-file"' >"$WORK/containers.part.conf"
+	sed -e "s|/usr/local/bin/kraal|$rt|" -e '/^# runtime = "kraal"$/d' \
+		-e '/^\[engine\]$/r '"$WORK/engine.conf" -e '/^\[containers\]$/r '"$WORK/containers.part.conf" \
+		"$CRATE/contrib/clients/containers.conf" >"$WORK/containers.conf"
+	printf '[network]\nnetwork_backend = "netavark"\nnetwork_config_dir = "%s"\n%s' "$WORK/net" "$net_lines" >>"$WORK/containers.conf"
+	printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$WORK/root" "$WORK/runroot" >"$WORK/storage.conf"
+}
+
 # make_rootfs_tar: $WORK/rootfs.tar, a busybox-static rootfs made by contrib/mkbundle.sh.
 make_rootfs_tar() {
 	KRAAL=$KRAAL_BIN bash "$CRATE/contrib/mkbundle.sh" "$WORK/bundle" >"$WORK/logs/mkbundle.log" 2>&1 || return 1

@@ -48,33 +48,10 @@ undo_netns() {
 }
 on_exit undo_netns
 
-mkdir -p "$WORK"/{root,runroot,tmp,net}
-# Podman's configuration is contrib/clients/containers.conf (the runtime table,
-# runtime_supports_json) with our path, plus what keeps podman private.
-cat >"$WORK/engine.conf" <<EOF
-runtime = "kraal"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$WORK/tmp/events.log"
-lock_type = "file"
-tmp_dir = "$WORK/tmp"
-EOF
-echo 'log_driver = "k8s-file"' >"$WORK/containers.part.conf"
-sed -e "s|/usr/local/bin/kraal|$RT|" -e '/^# runtime = "kraal"$/d' \
-	-e '/^\[engine\]$/r '"$WORK/engine.conf" -e '/^\[containers\]$/r '"$WORK/containers.part.conf" \
-	"$CRATE/contrib/clients/containers.conf" >"$WORK/containers.conf"
-cat >>"$WORK/containers.conf" <<EOF
-[network]
-network_backend = "netavark"
-network_config_dir = "$WORK/net"
-default_network = "$NET"
-EOF
-cat >"$WORK/storage.conf" <<EOF
-[storage]
-driver = "vfs"
-graphroot = "$WORK/root"
-runroot = "$WORK/runroot"
-EOF
+# Podman's configuration is contrib/clients/containers.conf with our path, plus what
+# keeps podman private (integration/lib.sh), and our own default network.
+podman_private_conf "$RT" "default_network = \"$NET\"
+"
 # The default network: a bridge of our own, so its teardown touches nothing else.
 jq -n --arg name "$NET" --arg br "$BRIDGE" --arg p "$SUBNET_PREFIX" --arg id "$(printf '%s' "$WORK" | sha256sum | cut -c1-64)" '{
 	name: $name, id: $id, driver: "bridge", network_interface: $br,

@@ -74,21 +74,7 @@ on_exit undo_netns
 
 setup_podman() {
 	need_cmd podman podman || return 1
-	mkdir -p "$WORK"/{root,runroot,tmp,net}
-	cat >"$WORK/engine.conf" <<-EOF
-		runtime = "kraal"
-		cgroup_manager = "cgroupfs"
-		events_logger = "file"
-		events_logfile_path = "$WORK/tmp/events.log"
-		lock_type = "file"
-		tmp_dir = "$WORK/tmp"
-	EOF
-	echo 'log_driver = "k8s-file"' >"$WORK/containers.part.conf"
-	sed -e "s|/usr/local/bin/kraal|$WORK/bin/pmrt/$RT_NAME|" -e '/^# runtime = "kraal"$/d' \
-		-e '/^\[engine\]$/r '"$WORK/engine.conf" -e '/^\[containers\]$/r '"$WORK/containers.part.conf" \
-		"$CRATE/contrib/clients/containers.conf" >"$WORK/containers.conf"
-	printf '[network]\nnetwork_backend = "netavark"\nnetwork_config_dir = "%s"\n' "$WORK/net" >>"$WORK/containers.conf"
-	printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$WORK/root" "$WORK/runroot" >"$WORK/storage.conf"
+	podman_private_conf "$WORK/bin/pmrt/$RT_NAME"
 	# The runtime's state root comes from a wrapper, not --runtime-flag root=:
 	# podman's cleanup process (conmon's exit command) drops --runtime-flag and
 	# would run `delete --force` against the default root, leaving the

@@ -211,17 +211,7 @@ outer() {
 	V2CHILD=
 	trap outer_cleanup EXIT
 	trap 'exit 130' INT TERM
-	WORK=$(mktemp -d /tmp/kraal-density.XXXXXX)
-	mkdir -p "$WORK/bin" "$WORK/state" "$WORK/bundles"
-	bench_build_kraal "$WORK/bin"
-	bench_make_base_bundle "$WORK/bundle"
-	STATE=$WORK/state
-	BUNDLES=$WORK/bundles
-	RESULTS=$WORK/results.jsonl
-	LOG=$WORK/runtimes.log
-	: >"$RESULTS"
-	write_meta "$WORK/meta.json"
-	V2CHILD=$(bench_make_v2_child "kraal-density.$TAG")
+	bench_prepare_work density results.jsonl
 	bench_log "density of $RUNTIMES with N = $NS (work directory $WORK)"
 	export RUNTIMES NS CG_TOP TIMEOUT PAUSE IDLE_ARGS TAG WORK STATE BUNDLES RESULTS LOG \
 		KRAAL KRAAL_COMMIT BASE_BUNDLE PY

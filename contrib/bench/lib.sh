@@ -251,3 +251,21 @@ bench_outer_cleanup() { # v2child parent tag
 		rmdir "$h/$parent" 2>/dev/null || true
 	done
 }
+
+# bench_prepare_work NAME RESULTS_FILE: the work directory both scripts start from
+# (set their EXIT/INT traps first): WORK, STATE, BUNDLES, RESULTS (empty), LOG,
+# kraal built into $WORK/bin, the base bundle, the caller's write_meta output in
+# $WORK/meta.json, and V2CHILD, the cgroup2 child for this run (kraal-NAME.$TAG).
+bench_prepare_work() { # name results-file
+	WORK=$(mktemp -d "/tmp/kraal-$1.XXXXXX")
+	mkdir -p "$WORK/bin" "$WORK/state" "$WORK/bundles"
+	bench_build_kraal "$WORK/bin"
+	bench_make_base_bundle "$WORK/bundle"
+	STATE=$WORK/state
+	BUNDLES=$WORK/bundles
+	RESULTS=$WORK/$2
+	LOG=$WORK/runtimes.log
+	: >"$RESULTS"
+	write_meta "$WORK/meta.json"
+	V2CHILD=$(bench_make_v2_child "kraal-$1.$TAG")
+}

@@ -300,17 +300,7 @@ outer() {
 	V2CHILD=
 	trap outer_cleanup EXIT
 	trap 'exit 130' INT TERM
-	WORK=$(mktemp -d /tmp/kraal-bench.XXXXXX)
-	mkdir -p "$WORK/bin" "$WORK/state" "$WORK/bundles"
-	bench_build_kraal "$WORK/bin"
-	bench_make_base_bundle "$WORK/bundle"
-	STATE=$WORK/state
-	BUNDLES=$WORK/bundles
-	RESULTS=$WORK/results.tsv
-	LOG=$WORK/runtimes.log
-	: >"$RESULTS"
-	write_meta "$WORK/meta.json"
-	V2CHILD=$(bench_make_v2_child "kraal-bench.$TAG")
+	bench_prepare_work bench results.tsv
 	bench_log "measuring $RUNTIMES: $RUNS runs per figure after $WARMUP warm-up rounds; scenarios: $SCENARIOS"
 	export RUNS WARMUP N MANY_ROUNDS SCENARIOS RUNTIMES CG_PARENT TAG WORK STATE BUNDLES RESULTS LOG \
 		KRAAL KRAAL_COMMIT BASE_BUNDLE PY
