@@ -50,6 +50,9 @@ trap 'exit 143' TERM HUP
 WORK=$(mktemp -d "/tmp/ki-$SUITE.XXXXXX")
 chmod 0711 "$WORK"
 mkdir -p "$WORK/logs" "$WORK/bin"
+# Clients drop files in their current directory (conmon writes an `oom` marker when a
+# container is OOM-killed): run from the work dir, which goes at the end.
+cd "$WORK" || exit 1
 _remove_work() {
 	if [ "${KRAAL_INT_KEEP:-}" = 1 ]; then
 		echo "$SUITE: work dir kept: $WORK" >&2
