@@ -2,7 +2,10 @@
 # Installs the Debian packages kraal needs to build and to run its tests.
 # Idempotent; skips apt when everything is already there.
 set -euo pipefail
-pkgs=(busybox-static libseccomp-dev pkg-config iproute2 jq procps util-linux dbus uidmap gcc libc6-dev)
+# golang-github-containers-common ships /usr/share/containers/seccomp.json, the
+# Docker/Podman default seccomp profile tests/seccomp.rs runs containers under.
+pkgs=(busybox-static libseccomp-dev pkg-config iproute2 jq procps util-linux dbus uidmap gcc libc6-dev
+  golang-github-containers-common)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -137,6 +137,26 @@ s_run_it() {
 	contains "$OUT" 42 "shell output through the pty"
 }
 
+# exec -it through a pty, and the exit codes Docker derives from the runtime's error
+# text, as with runc: `run` gives 127 for a command that does not exist; Docker 20.10's
+# `exec` reports 126 for any process that could not be started.
+s_exec_it_missing_command() {
+	local c=$TAG-execit rc
+	expect_rc 0 "$D" run -d --name "$c" "${RUN[@]}" "$IMG" sh -c "$TERM_TRAP"
+	wait_ready "$c"
+	OUT=$(in_pty $'tty\necho $((6*7))\nexit 6\n' "$D" exec -it "$c" sh 2>&1)
+	rc=$?
+	printf '%s\n' "$OUT"
+	[ "$rc" = 6 ] || bail "docker exec -it exited $rc, want 6: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
+	contains "$OUT" /dev/pts/ "tty of the exec process"
+	contains "$OUT" 42 "shell output through the pty"
+	expect_rc 126 "$D" exec "$c" no-such-command
+	expect_rc 126 "$D" exec "$c" /no-such-command
+	expect_rc 126 "$D" exec "$c" /etc
+	expect_rc 0 "$D" rm -f "$c"
+	expect_rc 127 "$D" run --rm "${RUN[@]}" "$IMG" /no-such-command
+}
+
 # The daemon knows the runtime under the name given, at our path; and
 # contrib/clients/docker-daemon.json says the same as --add-runtime (dockerd
 # refuses both at once, and 20.10 has no --validate).
@@ -152,4 +172,5 @@ scenario docker-runtime-config s_runtime_config
 scenario docker-run-rm-exit-code s_run_rm_exit
 scenario docker-detached-exec-stop-rm s_detached
 scenario docker-run-it-pty s_run_it
+scenario docker-exec-it-and-missing-command s_exec_it_missing_command
 finish

@@ -190,6 +190,27 @@ s_run_it() {
 	contains "$OUT" 42 "shell output through the pty"
 }
 
+# exec -it through a pty into a running container, and the exit codes engines derive
+# from the runtime's error text: 127 for a command that does not exist (run and
+# exec), 126 for one that is not executable.
+s_exec_it_missing_command() {
+	local c rc
+	c=$(cname execit)
+	expect_rc 0 "$PM" run -d --name "$c" "${RUN[@]}" "$IMG" sh -c "$TERM_TRAP"
+	wait_ready "$c"
+	OUT=$(in_pty $'tty\necho $((6*7))\nexit 6\n' "$PM" exec -it "$c" sh 2>&1)
+	rc=$?
+	printf '%s\n' "$OUT"
+	[ "$rc" = 6 ] || bail "podman exec -it exited $rc, want 6: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
+	contains "$OUT" /dev/pts/ "tty of the exec process"
+	contains "$OUT" 42 "shell output through the pty"
+	expect_rc 127 "$PM" exec "$c" /no-such-command
+	expect_rc 127 "$PM" exec "$c" no-such-command
+	expect_rc 126 "$PM" exec "$c" /etc
+	expect_rc 0 "$PM" rm -f -t 0 "$c"
+	expect_rc 127 "$PM" run --rm "${RUN[@]}" "$IMG" /no-such-command
+}
+
 # freezer_state PID: FROZEN/THAWED of the container whose init is PID (v1 or v2).
 freezer_state() {
 	local pid=$1 path dir
@@ -328,6 +349,7 @@ scenario podman-run-rm-exit-code s_run_rm_exit
 scenario podman-detached-ps-logs-exec-stop-rm s_detached
 scenario podman-stop-timeout-sigkill s_stop_timeout
 scenario podman-run-it-pty s_run_it
+scenario podman-exec-it-and-missing-command s_exec_it_missing_command
 scenario podman-pause-unpause s_pause
 scenario podman-kill s_kill
 scenario podman-memory-pids-limits s_limits

@@ -52,11 +52,22 @@ struct Undo {
     systemd_unit: Option<String>,
     /// A rootfs bound in the host's mount namespace (no mount namespace).
     host_rootfs: Option<PathBuf>,
+    /// linux.netDevices moved into the container's network namespace (pinned by
+    /// the fd): moved back to the host before the init dies, so a failed create
+    /// does not take the host's interfaces (or a veth pair) with it.
+    net_devices: Option<(std::fs::File, Vec<netdev::MovedDevice>)>,
     child: Option<libc::pid_t>,
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
+        if let Some((ns, moved)) = self.net_devices.take() {
+            for m in moved.iter().rev() {
+                if let Err(e) = netdev::move_back(ns.as_fd(), m) {
+                    crate::logging::warn(&format!("undo a failed create: {e:#}"));
+                }
+            }
+        }
         if let Some(pid) = self.child.take() {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             wait_exit(pid);
@@ -108,7 +119,32 @@ pub struct Created {
     pub pty: Option<OwnedFd>,
 }
 
+/// The poststop hooks a failed create still owes (runtime.md lifecycle: a failing
+/// prestart, createRuntime or createContainer hook stops the container and the
+/// lifecycle continues at step 12, destroy, then 13, poststop).
+struct OwedPoststop {
+    hooks: Vec<oci_spec::runtime::Hook>,
+    state: Vec<u8>,
+}
+
+/// Creates the container (see `create_steps`). When it fails once the create-time
+/// hooks have begun, the half-made container is torn down first and the poststop
+/// hooks run after, as at `delete` (their failures are warnings), as runc's
+/// destroy does.
 pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
+    let mut owed = None;
+    let r = create_steps(root, o, &mut owed);
+    if r.is_err() {
+        if let Some(p) = owed {
+            for w in hooks::run_all_warn("poststop", &p.hooks, &p.state) {
+                crate::logging::warn(&w);
+            }
+        }
+    }
+    r
+}
+
+fn create_steps(root: &Path, o: &CreateOpts, owed: &mut Option<OwedPoststop>) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
@@ -132,6 +168,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         cgroup: None,
         systemd_unit: None,
         host_rootfs: None,
+        net_devices: None,
         child: None,
     };
     let lock_fd = dir.lock_fd();
@@ -282,7 +319,9 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     drop(console);
     drop(trees);
     let mut pty = None;
-    let moved = move_net_devices(pid, &spec)?;
+    if let Some(moved) = move_net_devices(pid, &spec)? {
+        undo.net_devices = Some(moved);
+    }
     chan.send(&Msg::Go).context("sync: send Go to the init")?;
     crate::failpoint::hit("after-go");
     loop {
@@ -298,6 +337,21 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
                 chan.send(&Msg::Go).context("sync: send Go to the init")?;
             }
             Some(Msg::CreateHooks) => {
+                // From here a failure owes the poststop hooks (runtime.md steps 3-5).
+                let poststop = hook_list(&spec, |h| h.poststop());
+                if !poststop.is_empty() {
+                    *owed = Some(OwedPoststop {
+                        hooks: poststop,
+                        state: hooks::state_json(
+                            spec.version(),
+                            &o.id,
+                            "stopped",
+                            0,
+                            &bundle,
+                            &annotations,
+                        ),
+                    });
+                }
                 // runtime.md: the container is `created` once its environment exists
                 // (step 2); prestart/createRuntime/createContainer are steps 3-5.
                 let st =
@@ -361,7 +415,11 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
         systemd_unit: systemd.as_ref().map(|sd| sd.unit.clone()),
         own_pidns: plan.ns.new_pidns,
         host_mounts: plan.rootfs.host_ns,
-        net_devices: moved,
+        net_devices: undo
+            .net_devices
+            .as_ref()
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default(),
         config: Some(spec.clone()),
         notify_socket,
     };
@@ -378,6 +436,7 @@ pub fn create(root: &Path, o: &CreateOpts) -> Result<Created> {
     undo.cgroup = None;
     undo.systemd_unit = None;
     undo.host_rootfs = None;
+    undo.net_devices = None;
     undo.dir = None;
     Ok(Created { pid, pty })
 }
@@ -579,8 +638,22 @@ fn build_plan(
             + hook_list(spec, |h| h.start_container()).len()
             + prestart_hooks(spec).len()
             > 0,
-        create_container_hooks: hook_list(spec, |h| h.create_container()),
-        start_container_hooks: hook_list(spec, |h| h.start_container()),
+        // The in-container hooks' environment when they set none, as runc's: the
+        // init has cleared its own before createContainer, and startContainer hooks
+        // get the container process's environment.
+        create_container_hooks: with_default_env(
+            hook_list(spec, |h| h.create_container()),
+            &[],
+            false,
+        ),
+        start_container_hooks: with_default_env(
+            hook_list(spec, |h| h.start_container()),
+            spec.process()
+                .as_ref()
+                .and_then(|p| p.env().as_deref())
+                .unwrap_or(&[]),
+            true,
+        ),
         fifo: -1,
     })
 }
@@ -593,6 +666,24 @@ fn hook_list(
         .as_ref()
         .and_then(|h| f(h).clone())
         .unwrap_or_default()
+}
+
+/// Gives hooks without `env` (and, with `empty_too`, an empty one) `env`.
+fn with_default_env(
+    mut hooks: Vec<oci_spec::runtime::Hook>,
+    env: &[String],
+    empty_too: bool,
+) -> Vec<oci_spec::runtime::Hook> {
+    for h in hooks.iter_mut() {
+        let unset = match h.env() {
+            None => true,
+            Some(e) => empty_too && e.is_empty(),
+        };
+        if unset {
+            h.set_env(Some(env.to_vec()));
+        }
+    }
+    hooks
 }
 
 #[allow(deprecated)]
@@ -714,12 +805,18 @@ fn write_id_maps_unprivileged(pid: libc::pid_t, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn move_net_devices(pid: libc::pid_t, spec: &Spec) -> Result<Vec<netdev::MovedDevice>> {
+/// Moves linux.netDevices into the init's network namespace; returns that
+/// namespace (pinned) and what moved, or None when the config names no devices.
+/// On an error the devices already moved are moved back.
+fn move_net_devices(
+    pid: libc::pid_t,
+    spec: &Spec,
+) -> Result<Option<(std::fs::File, Vec<netdev::MovedDevice>)>> {
     let Some(devs) = spec.linux().as_ref().and_then(|l| l.net_devices().clone()) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     if devs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .context("open the container's network namespace")?;
@@ -730,14 +827,14 @@ fn move_net_devices(pid: libc::pid_t, spec: &Spec) -> Result<Vec<netdev::MovedDe
         match netdev::move_into(ns.as_fd(), &name, &devs[&name]) {
             Ok(m) => moved.push(m),
             Err(e) => {
-                for m in &moved {
+                for m in moved.iter().rev() {
                     let _ = netdev::move_back(ns.as_fd(), m);
                 }
                 return Err(e);
             }
         }
     }
-    Ok(moved)
+    Ok(Some((ns, moved)))
 }
 
 /// Releases a created container's init so it execs the user process.
@@ -755,9 +852,18 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Status::Running | Status::Paused => bail!("cannot start an already running container"),
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
-    let notify = match &saved.notify_socket {
-        Some(host) => Some((crate::notify::listen(&dir.path)?, host.clone())),
-        None => None,
+    // As runc's `start`: readiness goes to the NOTIFY_SOCKET of start's own
+    // environment (none there: no wait). The container can only reach kraal's
+    // socket when `create` mounted it (create's NOTIFY_SOCKET).
+    let notify = match (crate::notify::host_socket(), &saved.notify_socket) {
+        (Some(host), Some(_)) => Some((crate::notify::listen(&dir.path)?, host)),
+        (Some(_), None) => {
+            crate::logging::debug(
+                "NOTIFY_SOCKET: create had none, so the container has no socket to notify",
+            );
+            None
+        }
+        (None, _) => None,
     };
     let fifo = dir.fifo();
     let c = sys::cstr(&fifo)?;
@@ -819,6 +925,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if let Some(spec) = &saved.config {
         let post = hook_list(spec, |h| h.poststart());
         if !post.is_empty() {
+            // The exec.fifo closes inside execve: let the process run its first
+            // steps (up to its first block, or exit) before the hooks "after the
+            // user-specified process is executed" start racing it.
+            state::wait_settled(saved.pid, Duration::from_millis(100));
             let st = hooks::state_json(
                 &saved.oci_version,
                 id,
@@ -827,16 +937,25 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
                 &saved.bundle,
                 &saved.annotations,
             );
-            // runtime-spec 1.3: a failing poststart hook stops the container.
+            // runtime-spec 1.3: a failing poststart hook stops the container (as
+            // runc: killed and gone when `start` returns; `delete`, which `run`
+            // calls itself, destroys it and runs the poststop hooks).
             if let Err(e) = hooks::run_all("poststart", &post, &st) {
-                if let Ok(pfd) = sys::pidfd_open(saved.pid) {
-                    let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
-                }
+                stop_after_failed_start(&saved);
                 return Err(e);
             }
         }
     }
     Ok(())
+}
+
+/// Kills a just-started container (its init; every process when it shares the
+/// host's pid namespace) and waits until the init is gone.
+fn stop_after_failed_start(saved: &Saved) {
+    kill_init_and_wait(saved.pid, saved.init_start);
+    if !saved.own_pidns {
+        let _ = cgroups::signal_all(&saved.cgroup_dirs, libc::SIGKILL);
+    }
 }
 
 /// `run`: create, start, and (unless detached) wait, forwarding signals, then delete.
@@ -953,6 +1072,9 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     if !state::process_alive(saved.pid, saved.init_start) {
         bail!("container {id:?} is not running");
     }
+    if dir.status(Some(&saved)) == Status::Running {
+        wait_for_handler(saved.pid, sig);
+    }
     sys::pidfd_send_signal(pfd.as_fd(), sig)
         .with_context(|| format!("container {id:?}: send signal {sig}"))?;
     // SIGKILL to a paused container takes effect once it is thawed (as runc does).
@@ -960,6 +1082,28 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         cgroups::thaw(&saved.cgroup_dirs)?;
     }
     Ok(())
+}
+
+/// Gives a just-started init a moment to install its handler for `sig` when the
+/// kernel would otherwise discard the signal (see `signals::dropped_by_ns_init`):
+/// `kill` right after `start` must not depend on how fast the caller is. An init
+/// that never handles `sig` costs this wait once; the signal is then sent anyway.
+fn wait_for_handler(pid: i32, sig: i32) {
+    const GRACE: Duration = Duration::from_millis(200);
+    let path = format!("/proc/{pid}/status");
+    let deadline = Instant::now() + GRACE;
+    while let Ok(status) = std::fs::read_to_string(&path) {
+        if !crate::signals::dropped_by_ns_init(&status, sig) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            crate::logging::debug(&format!(
+                "signal {sig}: pid {pid} is a PID namespace init without a handler for it; the kernel discards it"
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Removes a container. A created one is killed first (containerd deletes created
@@ -991,21 +1135,26 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     destroy(dir, &saved)
 }
 
+/// SIGKILLs the init named by `pid` and its start time (never a reused pid: checked
+/// again once the pidfd pins it) and waits, bounded, until it is gone.
+fn kill_init_and_wait(pid: libc::pid_t, start: u64) {
+    let Ok(pfd) = sys::pidfd_open(pid) else {
+        return;
+    };
+    if state::process_alive(pid, start) {
+        let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
+        let mut p = libc::pollfd {
+            fd: pfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut p, 1, 10_000) };
+    }
+}
+
 /// Undoes what a killed create had made: its init, its cgroups, its host rootfs bind.
 fn undo_creating(c: &state::Creating) -> Result<()> {
-    if state::process_alive(c.pid, c.init_start) {
-        if let Ok(pfd) = sys::pidfd_open(c.pid) {
-            if state::process_alive(c.pid, c.init_start) {
-                let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
-                let mut p = libc::pollfd {
-                    fd: pfd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                unsafe { libc::poll(&mut p, 1, 10_000) };
-            }
-        }
-    }
+    kill_init_and_wait(c.pid, c.init_start);
     cgroups::kill_all(&c.cgroup_dirs)?;
     if let Some(unit) = &c.systemd_unit {
         SystemdCgroup::stop(unit)?;

@@ -9,6 +9,7 @@ use crate::sys;
 use crate::tty;
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Spec};
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,8 @@ pub struct ExecOpts {
     pub user: Option<String>,
     pub additional_gids: Vec<u32>,
     pub caps: Vec<String>,
-    pub no_new_privs: bool,
+    /// `--no-new-privs[=BOOL]`: None keeps the container's setting.
+    pub no_new_privs: Option<bool>,
     pub apparmor: Option<String>,
     pub process_label: Option<String>,
     pub detach: bool,
@@ -31,7 +33,7 @@ pub struct ExecOpts {
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
 }
 
 /// The process to run: process.json as given, or the container's process with
@@ -83,10 +85,19 @@ pub fn build_process(
         }
         p.set_user(user);
     }
+    // As runc: -g adds to the container's additional gids.
     if !o.additional_gids.is_empty() {
         let mut user = p.user().clone();
-        user.set_additional_gids(Some(o.additional_gids.clone()));
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&o.additional_gids);
+        user.set_additional_gids(Some(gids));
         p.set_user(user);
+    }
+    if let Some(a) = o.apparmor.as_ref().filter(|a| !a.is_empty()) {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = o.process_label.as_ref().filter(|l| !l.is_empty()) {
+        p.set_selinux_label(Some(l.clone()));
     }
     if !o.caps.is_empty() {
         let mut c = p.capabilities().clone().unwrap_or_default();
@@ -98,6 +109,15 @@ pub fn build_process(
             };
             let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
                 .map_err(|_| anyhow!("--cap {name:?}: unknown capability"))?;
+            // runc also adds it to the ambient set when the process has an
+            // inheritable set; the kernel raises an ambient capability only when it
+            // is inheritable too (runc warns and goes on otherwise), so it is added
+            // exactly then: the process ends up with the capabilities runc gives it.
+            if c.inheritable().as_ref().is_some_and(|i| i.contains(&cap)) {
+                let mut a = c.ambient().clone().unwrap_or_default();
+                a.insert(cap);
+                c.set_ambient(Some(a));
+            }
             for set in [
                 c.bounding().clone(),
                 c.effective().clone(),
@@ -117,8 +137,8 @@ pub fn build_process(
         }
         p.set_capabilities(Some(c));
     }
-    if o.no_new_privs {
-        p.set_no_new_privileges(Some(true));
+    if let Some(nnp) = o.no_new_privs {
+        p.set_no_new_privileges(Some(nnp));
     }
     Ok(p)
 }
@@ -145,12 +165,8 @@ struct Plan {
 
 /// Runs the process; returns its exit code (0 with --detach).
 pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
-    if o.apparmor.is_some() {
-        bail!("--apparmor: AppArmor is not enabled on this host");
-    }
-    if o.process_label.is_some() {
-        bail!("--process-label: SELinux is not enabled on this host");
-    }
+    // First, as runc does, before kraal opens anything more.
+    check_preserved_fds(o.preserve_fds)?;
     let dir = Dir::open(root, &o.id)?;
     let saved = dir
         .load()?
@@ -158,7 +174,9 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     match dir.status(Some(&saved)) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
-        Status::Paused => bail!("cannot exec in a paused container (use --ignore-paused)"),
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
         Status::Stopped => bail!("cannot exec in a stopped container"),
         Status::Creating => bail!("cannot exec in a container that is still being created"),
     }
@@ -199,7 +217,13 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     if !state::process_alive(saved.pid, saved.init_start) {
         bail!("container {:?} is not running", o.id);
     }
-    let cgroup_dirs = exec_cgroups(&saved.cgroup_dirs, o.cgroup.as_deref())?;
+    let subs = sub_cgroup_paths(&o.cgroup)?;
+    let hier = if subs.is_empty() {
+        Vec::new()
+    } else {
+        crate::cgroups::hierarchies()?
+    };
+    let cgroup_dirs = exec_cgroups(&saved.cgroup_dirs, &hier, &subs)?;
     let console = match &o.console_socket {
         Some(p) if plan.process.terminal => Some(tty::connect_console_socket(p)?),
         _ => None,
@@ -224,8 +248,8 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     drop(child);
     drop(console);
     let r = (|| -> Result<Option<OwnedFd>> {
-        for d in &cgroup_dirs {
-            join_cgroup(d, pid, saved.pid, o.cgroup.is_some())?;
+        for (d, explicit) in &cgroup_dirs {
+            join_cgroup(d, pid, saved.pid, *explicit)?;
         }
         parent.send(&Msg::Go).context("sync: send Go")?;
         let mut pty = None;
@@ -351,23 +375,114 @@ fn init_v2_cgroup(dir: &Path, init_pid: i32) -> Result<Option<PathBuf>> {
         .find(|cand| cand != dir && cand.starts_with(dir) && cand.is_dir()))
 }
 
-/// The cgroup dirs the exec process joins: the container's, or a sub-cgroup of it.
-fn exec_cgroups(dirs: &[PathBuf], sub: Option<&str>) -> Result<Vec<PathBuf>> {
-    let Some(sub) = sub else {
-        return Ok(dirs.to_vec());
-    };
-    let rel = crate::fs::safe_path::relative(Path::new(sub));
-    if rel
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        bail!("--cgroup {sub:?}: must not contain ..");
-    }
-    let out: Vec<PathBuf> = dirs.iter().map(|d| d.join(&rel)).collect();
-    for d in &out {
-        if !d.is_dir() {
-            bail!("--cgroup {sub:?}: {} does not exist", d.display());
+/// `--preserve-fds N`: fds 3 to 3+N-1 must be open (runc: "unable to stat
+/// preserved-fd").
+fn check_preserved_fds(n: u32) -> Result<()> {
+    for i in 0..n {
+        let fd = 3 + i as RawFd;
+        // SAFETY: F_GETFD only asks whether the descriptor exists.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            let e = std::io::Error::last_os_error();
+            bail!("--preserve-fds {n}: preserved fd {fd} ({i} of {n}) is not open: {e}");
         }
+    }
+    Ok(())
+}
+
+/// runc's `--cgroup` arguments: one plain `path` (every hierarchy; the cgroup v2
+/// form), or `controller[,controller]:path` entries (cgroup v1, per controller).
+/// Returns controller -> path, with "" for the plain form.
+fn sub_cgroup_paths(args: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match a.split_once(':') {
+            Some((ctrls, path)) => {
+                for c in ctrls.split(',') {
+                    if c.is_empty() {
+                        bail!("--cgroup {a:?}: empty controller name before ':'");
+                    }
+                    if out.insert(c.to_string(), path.to_string()).is_some() {
+                        bail!("--cgroup: controller {c} given more than once");
+                    }
+                }
+            }
+            None => {
+                if args.len() != 1 {
+                    bail!("--cgroup {a:?}: a controller: prefix is needed when --cgroup is given more than once");
+                }
+                out.insert(String::new(), a.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The cgroup dirs the exec process joins, each with whether a sub-cgroup was asked
+/// for: the container's, or sub-cgroups of it as `subs` (from `sub_cgroup_paths`)
+/// says. As runc: the plain form applies to every hierarchy; `controller:path`
+/// applies to the v1 hierarchy of that controller (a controller the container has
+/// no hierarchy for is an error), and on a cgroup2 hierarchy only the plain form
+/// counts. `hier` is needed only when `subs` is not empty.
+fn exec_cgroups(
+    dirs: &[PathBuf],
+    hier: &[crate::cgroups::Hierarchy],
+    subs: &BTreeMap<String, String>,
+) -> Result<Vec<(PathBuf, bool)>> {
+    if subs.is_empty() {
+        return Ok(dirs.iter().map(|d| (d.clone(), false)).collect());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for d in dirs {
+        // The hierarchy `d` belongs to: the deepest mount point above it.
+        let h = hier
+            .iter()
+            .filter(|h| d.starts_with(&h.mountpoint))
+            .max_by_key(|h| h.mountpoint.components().count());
+        let mut sub = subs.get("").map(|s| ("", s.as_str()));
+        if let Some(h) = h.filter(|h| !h.v2) {
+            for c in &h.controllers {
+                if let Some(p) = subs.get(c.as_str()) {
+                    used.insert(c.as_str());
+                    match sub {
+                        Some((prev, q)) if !prev.is_empty() && q != p => bail!(
+                            "--cgroup: {prev} and {c} share the hierarchy {} but name different cgroups",
+                            h.mountpoint.display()
+                        ),
+                        _ => sub = Some((c.as_str(), p.as_str())),
+                    }
+                }
+            }
+        }
+        let Some((_, sub)) = sub else {
+            out.push((d.clone(), false));
+            continue;
+        };
+        let rel = crate::fs::safe_path::relative(Path::new(sub));
+        if rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            bail!("--cgroup {sub:?}: must not contain ..");
+        }
+        let joined = d.join(&rel);
+        if !joined.is_dir() {
+            bail!("--cgroup {sub:?}: {} does not exist", joined.display());
+        }
+        out.push((joined, true));
+    }
+    let v1 = hier.iter().any(|h| !h.v2);
+    if let Some(c) = subs
+        .keys()
+        .find(|c| !c.is_empty() && !used.contains(c.as_str()))
+    {
+        if v1 {
+            bail!("--cgroup: unknown controller {c} (the container has no cgroup v1 hierarchy for it)");
+        }
+        // As runc on cgroup v2: controller-prefixed paths are not used there.
+        crate::logging::debug(&format!(
+            "--cgroup {c}:...: ignored on cgroup v2 (use a plain path)"
+        ));
     }
     Ok(out)
 }
@@ -435,4 +550,114 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     chan.send(&Msg::Ready).context("sync: send Ready")?;
     finish::exec(&p.process, &resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::Hierarchy;
+
+    fn opts(args: &[&str]) -> ExecOpts {
+        ExecOpts {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn base() -> oci_spec::runtime::Process {
+        serde_json::from_value(serde_json::json!({
+            "user": {"uid": 0, "gid": 0, "additionalGids": [3000]},
+            "args": ["sleep"], "cwd": "/",
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                "permitted": ["CAP_KILL"], "inheritable": ["CAP_SYS_ADMIN"]},
+            "apparmorProfile": "container-default",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn flags_extend_the_container_process_as_runc() {
+        let o = ExecOpts {
+            additional_gids: vec![2000],
+            caps: vec!["sys_admin".into(), "CAP_NET_RAW".into()],
+            apparmor: Some("other".into()),
+            process_label: Some("system_u:system_r:t:s0".into()),
+            ..opts(&["true"])
+        };
+        let p = build_process(Some(&base()), &o).unwrap();
+        assert_eq!(
+            p.user().additional_gids().as_deref(),
+            Some(&[3000, 2000][..])
+        );
+        let c = p.capabilities().as_ref().unwrap();
+        for set in [c.bounding(), c.effective(), c.permitted()] {
+            let set = set.as_ref().unwrap();
+            assert!(set.contains(&Capability::SysAdmin) && set.contains(&Capability::NetRaw));
+        }
+        // Ambient only for the inheritable one.
+        let amb = c.ambient().as_ref().unwrap();
+        assert!(amb.contains(&Capability::SysAdmin) && !amb.contains(&Capability::NetRaw));
+        assert_eq!(p.apparmor_profile().as_deref(), Some("other"));
+        assert_eq!(p.selinux_label().as_deref(), Some("system_u:system_r:t:s0"));
+        // Without flags the container's values stay.
+        let p = build_process(Some(&base()), &opts(&["true"])).unwrap();
+        assert_eq!(p.apparmor_profile().as_deref(), Some("container-default"));
+        assert!(p.capabilities().as_ref().unwrap().ambient().is_none());
+    }
+
+    #[test]
+    fn cgroup_arguments_parse_as_runc() {
+        let a = |v: &[&str]| sub_cgroup_paths(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(a(&[]).unwrap().is_empty());
+        assert_eq!(
+            a(&["sub"]).unwrap(),
+            BTreeMap::from([(String::new(), "sub".to_string())])
+        );
+        let m = a(&["memory:m", "cpu,cpuacct:c"]).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["cpuacct"], "c");
+        assert!(a(&["a", "b"]).is_err(), "two plain paths");
+        assert!(a(&[":x"]).is_err(), "empty controller");
+        assert!(a(&["memory:a", "memory:b"]).is_err(), "controller twice");
+    }
+
+    #[test]
+    fn cgroup_sub_paths_map_to_hierarchies() {
+        let root = std::env::temp_dir().join(format!("kraal-exec-cg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let h = |name: &str, ctrls: &[&str]| Hierarchy {
+            mountpoint: root.join(name),
+            controllers: ctrls.iter().map(|s| s.to_string()).collect(),
+            v2: ctrls.is_empty(),
+            own: PathBuf::from("/"),
+        };
+        let hier = vec![
+            h("memory", &["memory"]),
+            h("cpu,cpuacct", &["cpu", "cpuacct"]),
+            h("unified", &[]),
+        ];
+        let dirs: Vec<PathBuf> = hier.iter().map(|h| h.mountpoint.join("ctr")).collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d.join("s")).unwrap();
+        }
+        let subs = |v: &[&str]| {
+            sub_cgroup_paths(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        // No --cgroup: the container's, not explicit.
+        let got = exec_cgroups(&dirs, &hier, &subs(&[])).unwrap();
+        assert!(got.iter().all(|(d, e)| dirs.contains(d) && !e));
+        // A plain path: everywhere.
+        let got = exec_cgroups(&dirs, &hier, &subs(&["s"])).unwrap();
+        assert!(got.iter().all(|(d, e)| d.ends_with("ctr/s") && *e));
+        // Per controller: only that hierarchy; v2 ignores the prefix.
+        let got = exec_cgroups(&dirs, &hier, &subs(&["cpuacct:s"])).unwrap();
+        assert_eq!(got[0], (dirs[0].clone(), false));
+        assert_eq!(got[1], (dirs[1].join("s"), true));
+        assert_eq!(got[2], (dirs[2].clone(), false));
+        assert!(exec_cgroups(&dirs, &hier, &subs(&["cpu:s", "cpuacct:other"])).is_err());
+        assert!(exec_cgroups(&dirs, &hier, &subs(&["nosuch:s"])).is_err());
+        assert!(exec_cgroups(&dirs, &hier, &subs(&["missing"])).is_err());
+        assert!(exec_cgroups(&dirs, &hier, &subs(&["../ctr"])).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

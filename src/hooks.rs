@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Hook;
 use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,10 +65,15 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         cmd.arg0(a0);
     }
     cmd.args(args.iter().skip(1));
-    cmd.env_clear();
-    for e in h.env().as_deref().unwrap_or(&[]) {
-        if let Some((k, v)) = e.split_once('=') {
-            cmd.env(k, v);
+    // As runc: a hook without `env` inherits the runtime's environment (Go's
+    // exec.Cmd with a nil Env); `"env": []` gives it an empty one. The lifecycle
+    // code fills in the in-container kinds' defaults (see container::build_plan).
+    if let Some(env) = h.env() {
+        cmd.env_clear();
+        for e in env {
+            if let Some((k, v)) = e.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     // Output goes to an anonymous file: a pipe could fill up and block the hook.
@@ -76,14 +82,30 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         .stdout(out.try_clone().context("dup hook output")?)
         .stderr(out.try_clone().context("dup hook output")?);
     let mut child = cmd.spawn().context("start")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that ignores its stdin closes the pipe early: that is not an error.
-        let _ = stdin.write_all(state);
-    }
     let deadline = h
         .timeout()
         .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+    // The state is written without blocking, inside the timeout: a hook that never
+    // reads its stdin must not hold kraal past its timeout when the state is larger
+    // than the pipe buffer (big annotations).
+    let mut stdin = child.stdin.take();
+    if let Some(s) = &stdin {
+        set_nonblocking(s.as_raw_fd()).context("hook stdin")?;
+    }
+    let mut pending = state;
     let status = loop {
+        if let Some(s) = stdin.as_mut() {
+            match s.write(pending) {
+                Ok(n) => pending = &pending[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // A hook that ignores its stdin closes the pipe early: not an error.
+                Err(_) => pending = &[],
+            }
+            if pending.is_empty() {
+                stdin = None;
+            }
+        }
         if let Some(s) = child.try_wait().context("wait")? {
             break s;
         }
@@ -112,6 +134,15 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
             bail!("{how}");
         }
         bail!("{how}: {text}");
+    }
+    Ok(())
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl(2) on an fd this function's caller owns.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -190,6 +221,54 @@ mod tests {
             "{w:?}"
         );
         assert!(out.exists(), "the hook after the failing one still ran");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn env_is_inherited_without_env_and_empty_with_an_empty_list() {
+        // Every test runs with PATH set: a hook without `env` sees it (as runc's
+        // hooks see runc's environment); `"env": []` gives an empty environment.
+        let dir = std::env::temp_dir().join(format!("kraal-hooks-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let script = format!("echo \"[$PATH]\" >> {}", out.display());
+        let inherit =
+            hook(&serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]}).to_string());
+        let empty = hook(
+            &serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": []})
+                .to_string(),
+        );
+        run_all("createRuntime", &[inherit, empty], b"{}").unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 2, "{got}");
+        assert_eq!(lines[0], format!("[{}]", std::env::var("PATH").unwrap()));
+        // sh sets a default PATH of its own when the environment has none.
+        assert_ne!(lines[1], lines[0], "{got}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_hook_that_never_reads_a_big_state_still_times_out() {
+        // Larger than a pipe buffer (64 KiB): a blocking write would never return.
+        let state = vec![b' '; 1 << 20];
+        let h = hook(r#"{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}"#);
+        let e = run_all("prestart", &[h], &state).unwrap_err();
+        assert!(format!("{e:#}").contains("timed out after 1s"), "{e:#}");
+    }
+
+    #[test]
+    fn a_big_state_reaches_a_hook_that_reads_it() {
+        let dir = std::env::temp_dir().join(format!("kraal-hooks-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let state = vec![b'x'; 1 << 20];
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {}"],"timeout":20}}"#,
+            out.display()
+        ));
+        run_all("createRuntime", &[h], &state).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap().len(), state.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

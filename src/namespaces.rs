@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 pub fn flag(t: LinuxNamespaceType) -> i32 {
     match t {
@@ -164,9 +164,31 @@ pub trait NsOps {
     fn setns(&mut self, fd: std::os::fd::BorrowedFd, flag: i32) -> std::io::Result<()>;
     fn unshare(&mut self, flags: i32) -> std::io::Result<()>;
     fn write_time_offsets(&mut self, offsets: &str) -> std::io::Result<()>;
+    /// Moves the caller into the time namespace its children would get.
+    fn enter_time_for_children(&mut self) -> std::io::Result<()>;
 }
 
-pub struct Kernel;
+/// The real kernel. `offsets` is /proc/self/timens_offsets opened while the child
+/// is still dumpable and in the runtime's user namespace: the kernel checks
+/// CAP_SYS_TIME against the opener's credentials, and a non-dumpable process in a
+/// new user namespace may not open its own /proc files at all.
+pub struct Kernel {
+    offsets: Option<OwnedFd>,
+}
+
+impl Kernel {
+    pub fn new(plan: &Plan) -> Result<Kernel> {
+        let offsets = if plan.new_timens && !plan.time_offsets.is_empty() {
+            Some(
+                crate::sys::openat(None, c"/proc/self/timens_offsets", libc::O_WRONLY, 0)
+                    .context("open /proc/self/timens_offsets")?,
+            )
+        } else {
+            None
+        };
+        Ok(Kernel { offsets })
+    }
+}
 
 impl NsOps for Kernel {
     fn setns(&mut self, fd: std::os::fd::BorrowedFd, flag: i32) -> std::io::Result<()> {
@@ -176,10 +198,20 @@ impl NsOps for Kernel {
         crate::sys::unshare(flags)
     }
     fn write_time_offsets(&mut self, offsets: &str) -> std::io::Result<()> {
-        crate::sys::write_file(
-            std::path::Path::new("/proc/self/timens_offsets"),
-            offsets.as_bytes(),
-        )
+        let Some(fd) = &self.offsets else {
+            return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+        };
+        // All offsets in one write: the kernel accepts them only before the first
+        // process enters the namespace, and only as a whole.
+        let n = unsafe { libc::write(fd.as_raw_fd(), offsets.as_ptr().cast(), offsets.len()) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn enter_time_for_children(&mut self) -> std::io::Result<()> {
+        let fd = crate::sys::openat(None, c"/proc/self/ns/time_for_children", libc::O_RDONLY, 0)?;
+        crate::sys::setns(fd.as_fd(), libc::CLONE_NEWTIME)
     }
 }
 
@@ -229,6 +261,11 @@ pub fn enter_rest(plan: &Plan, ops: &mut dyn NsOps) -> Result<()> {
             ops.write_time_offsets(&plan.time_offsets)
                 .context("write /proc/self/timens_offsets")?;
         }
+        // unshare(CLONE_NEWTIME) only prepares the namespace for children; execve
+        // enters it on newer kernels but not on 6.1, so the init joins it itself
+        // (setns switches a single-threaded caller at once).
+        ops.enter_time_for_children()
+            .context("enter the new time namespace")?;
     }
     Ok(())
 }
@@ -252,6 +289,10 @@ mod tests {
         }
         fn write_time_offsets(&mut self, o: &str) -> std::io::Result<()> {
             self.calls.push(format!("offsets {o:?}"));
+            Ok(())
+        }
+        fn enter_time_for_children(&mut self) -> std::io::Result<()> {
+            self.calls.push("enter time_for_children".to_string());
             Ok(())
         }
     }
@@ -284,6 +325,7 @@ mod tests {
                 format!("unshare {:#x}", libc::CLONE_NEWCGROUP),
                 format!("unshare {:#x}", libc::CLONE_NEWTIME),
                 "offsets \"boottime -3 0\\nmonotonic 10 5\\n\"".to_string(),
+                "enter time_for_children".to_string(),
             ]
         );
     }

@@ -77,7 +77,12 @@ pub struct Plan {
 
 /// Everything up to the createRuntime/createContainer hooks point.
 pub fn prepare(p: &Plan) -> Result<OwnedFd> {
-    // Host mounts must not propagate in, and ours must not leak out.
+    // The container's mount namespace starts as a copy of the host's. As runc does,
+    // make every mount in it a slave (or what rootfsPropagation asks for), so nothing
+    // mounted here propagates back to the host while a config mount that asks for
+    // rslave or rshared still has a host master to follow. A slave still *receives*
+    // the host's mounts: unless rootfsPropagation says otherwise, the root itself is
+    // made private below.
     // An unbindable / could not be bound onto itself: that one is applied after pivot.
     let prop = match p.propagation {
         Some(f) if f & libc::MS_UNBINDABLE == 0 => f,
@@ -86,11 +91,20 @@ pub fn prepare(p: &Plan) -> Result<OwnedFd> {
     if !p.host_ns {
         sys::mount(None, c"/", None, prop, None)
             .context("set propagation of / in the container's mount namespace")?;
-        make_parent_private(&p.rootfs)?;
+        unshare_parent(&p.rootfs, p.propagation)?;
     }
     let r = cstr(&p.rootfs)?;
     sys::mount(Some(&r), &r, None, libc::MS_BIND | libc::MS_REC, None)
         .with_context(|| format!("bind rootfs {} onto itself", p.rootfs.display()))?;
+    if p.propagation.is_none() {
+        // runtime-spec default (rootfsPropagation unset): host mounts made later
+        // under the rootfs do not propagate in, and nothing mounted in the container
+        // propagates out. The bind is a copy of a slave (or, without a mount
+        // namespace, of a possibly shared) mount: cut it and every submount loose
+        // before the config mounts are made on it.
+        sys::mount(None, &r, None, libc::MS_PRIVATE | libc::MS_REC, None)
+            .with_context(|| format!("make rootfs {} private", p.rootfs.display()))?;
+    }
     let root = sys::openat(None, &r, libc::O_PATH | libc::O_DIRECTORY, 0)
         .with_context(|| format!("open rootfs {}", p.rootfs.display()))?;
     for m in &p.mounts {
@@ -115,9 +129,12 @@ pub fn prepare(p: &Plan) -> Result<OwnedFd> {
     Ok(root)
 }
 
-/// pivot_root needs the rootfs' parent mount not to be shared; in our own mount
-/// namespace we may make it private without affecting the host.
-fn make_parent_private(rootfs: &Path) -> Result<()> {
+/// pivot_root needs the rootfs' parent mount not to be shared, and a bind under a
+/// shared parent would propagate to the host's peers. In our own mount namespace we
+/// may change it without affecting the host: private, or a slave when the configured
+/// propagation is one (as runc's rootfsParentMountPropagation), so that a "slave"
+/// root still receives the host's mounts.
+fn unshare_parent(rootfs: &Path, propagation: Option<libc::c_ulong>) -> Result<()> {
     let mi =
         std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
     let mut best: Option<(&str, bool)> = None;
@@ -136,9 +153,12 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         }
     }
     if let Some((mp, true)) = best {
+        let (flag, what) = match propagation {
+            Some(f) if f & libc::MS_SLAVE != 0 => (libc::MS_SLAVE, "a slave"),
+            _ => (libc::MS_PRIVATE, "private"),
+        };
         let c = CString::new(mp).context("mount point with NUL")?;
-        sys::mount(None, &c, None, libc::MS_PRIVATE, None)
-            .with_context(|| format!("make {mp} private"))?;
+        sys::mount(None, &c, None, flag, None).with_context(|| format!("make {mp} {what}"))?;
     }
     Ok(())
 }
@@ -276,7 +296,16 @@ fn mount_hierarchy(
 }
 
 fn setup_dev(root: BorrowedFd, extra: &[Device]) -> Result<()> {
-    for d in default_devices().iter().chain(extra) {
+    // A config entry for a default device's path replaces the default (as runc):
+    // making both would bind-mount twice in a user namespace, where the second
+    // mknod then finds the first one's mount point.
+    let defaults = default_devices();
+    let defaults = defaults.iter().filter(|d| {
+        !extra
+            .iter()
+            .any(|e| safe_path::relative(&e.path) == safe_path::relative(&d.path))
+    });
+    for d in defaults.chain(extra) {
         make_device(root, d)?;
     }
     let dev = safe_path::mkdir_all(root, Path::new("dev"), 0o755).context("mkdir /dev")?;

@@ -1101,6 +1101,77 @@ mod tests {
     }
 
     #[test]
+    fn log_flag_loads_and_the_filter_applies() {
+        let v = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 33}]});
+        let f = compile(&profile(v)).unwrap();
+        assert_eq!(f.flags(), LOG);
+        // 99 would mean seccomp(2) refused the flag.
+        let mut child = spawn(&f, true, |_| {
+            let r = unsafe { libc::syscall(libc::SYS_getppid) };
+            if sys_result(r) != -(libc::EDOM as i64) {
+                return 1;
+            }
+            0
+        });
+        assert_eq!(child.exit_code(), 0);
+    }
+
+    #[test]
+    fn trace_rule_without_a_tracer_fails_with_enosys() {
+        // seccomp(2): with no tracer attached, SECCOMP_RET_TRACE skips the syscall and
+        // returns -ENOSYS, whatever errnoRet (the tracer's message) says.
+        for rule in [
+            json!({"names": ["getppid"], "action": "SCMP_ACT_TRACE"}),
+            json!({"names": ["getppid"], "action": "SCMP_ACT_TRACE", "errnoRet": 7}),
+        ] {
+            let v = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]});
+            let f = compile(&profile(v)).unwrap();
+            let mut child = spawn(&f, true, |_| {
+                let r = unsafe { libc::syscall(libc::SYS_getppid) };
+                if sys_result(r) != -(libc::ENOSYS as i64) {
+                    return 1;
+                }
+                // Syscalls without the rule are untouched.
+                if unsafe { libc::syscall(libc::SYS_getpid) } <= 0 {
+                    return 2;
+                }
+                0
+            });
+            assert_eq!(child.exit_code(), 0, "{rule}");
+        }
+    }
+
+    #[test]
+    fn log_action_lets_the_syscall_run() {
+        let parent = i64::from(std::process::id());
+        // As a rule, and as the default action (with a denying rule to show the
+        // filter is in place).
+        for v in [
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["getppid"], "action": "SCMP_ACT_LOG"},
+                {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 33}]}),
+            json!({"defaultAction": "SCMP_ACT_LOG", "syscalls": [
+                {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 33}]}),
+        ] {
+            let f = compile(&profile(v.clone())).unwrap();
+            let mut child = spawn(&f, true, |_| {
+                // The real result: the test process's pid.
+                if unsafe { libc::syscall(libc::SYS_getppid) } != parent {
+                    return 1;
+                }
+                let r = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) };
+                if sys_result(r) != -(libc::EDOM as i64) {
+                    return 2;
+                }
+                0
+            });
+            assert_eq!(child.exit_code(), 0, "{v}");
+        }
+    }
+
+    #[test]
     fn default_action_applies_to_unlisted_syscalls() {
         let v = json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [
             {"names": ["exit_group", "exit", "getpid", "rt_sigreturn"], "action": "SCMP_ACT_ALLOW"}]});

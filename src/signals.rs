@@ -115,9 +115,60 @@ pub fn forwarded() -> libc::sigset_t {
     }
 }
 
+/// Whether the kernel would discard `sig` sent to the process whose
+/// `/proc/<pid>/status` is `status`: the init of a PID namespace other than the
+/// sender's only receives the signals it has a handler for (pid_namespaces(7)),
+/// except SIGKILL and SIGSTOP. A shell started as a container's init installs its
+/// `trap` a few milliseconds after execve; a signal sent in between is lost.
+pub fn dropped_by_ns_init(status: &str, sig: i32) -> bool {
+    if sig <= 0 || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return false;
+    }
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let ns_init = field("NSpid:").is_some_and(|v| {
+        let ids: Vec<&str> = v.split_whitespace().collect();
+        ids.len() > 1 && ids.last() == Some(&"1")
+    });
+    if !ns_init {
+        return false;
+    }
+    let caught = field("SigCgt:")
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0);
+    !caught
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STATUS: &str =
+        "Name:\tsh\nNSpid:\t4242\t1\nSigIgn:\t0000000000000004\nSigCgt:\t0000000000004002\n";
+
+    #[test]
+    fn ns_init_drops_uncaught_signals() {
+        // SigCgt 0x4002: SIGINT (bit 1) and SIGTERM (bit 14) are caught.
+        assert!(!dropped_by_ns_init(STATUS, libc::SIGTERM));
+        assert!(!dropped_by_ns_init(STATUS, libc::SIGINT));
+        assert!(dropped_by_ns_init(STATUS, libc::SIGUSR1));
+        assert!(
+            dropped_by_ns_init(STATUS, libc::SIGQUIT),
+            "ignored is dropped too"
+        );
+        for always in [0, libc::SIGKILL, libc::SIGSTOP] {
+            assert!(!dropped_by_ns_init(STATUS, always));
+        }
+        // Not a namespace's init (no own PID namespace, or not PID 1 in it).
+        let host = STATUS.replace("NSpid:\t4242\t1", "NSpid:\t4242");
+        assert!(!dropped_by_ns_init(&host, libc::SIGUSR1));
+        let child = STATUS.replace("NSpid:\t4242\t1", "NSpid:\t4242\t7");
+        assert!(!dropped_by_ns_init(&child, libc::SIGUSR1));
+    }
 
     #[test]
     fn names_and_numbers() {

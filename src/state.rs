@@ -293,6 +293,26 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     r.with_context(|| format!("write {}", path.display()))
 }
 
+/// Waits (bounded by `limit`) until `pid` is no longer runnable: it has run its
+/// first steps and blocked, or exited. A process that stays busy ends the wait at
+/// `limit`.
+pub fn wait_settled(pid: i32, limit: std::time::Duration) {
+    let path = format!("/proc/{pid}/stat");
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let Ok(data) = fs::read_to_string(&path) else {
+            return;
+        };
+        let state = data
+            .rfind(')')
+            .and_then(|i| data[i + 1..].split_whitespace().next());
+        if state != Some("R") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
 /// Start time of a process (clock ticks since boot), field 22 of /proc/<pid>/stat,
 /// and whether it is a zombie.
 pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {

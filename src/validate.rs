@@ -2024,6 +2024,13 @@ mod tests {
     // ---- remaining linux fields ----
 
     #[test]
+    fn intel_rdt_is_refused() {
+        let mut v = base();
+        v["linux"]["intelRdt"] = json!({"closID": "guaranteed", "l3CacheSchema": "L3:0=7f0"});
+        assert_err(&v, "linux.intelRdt: Intel RDT is not supported by kraal");
+    }
+
+    #[test]
     fn rootfs_propagation_values() {
         let mut v = base();
         for good in ROOTFS_PROPAGATIONS {

@@ -113,17 +113,27 @@ impl Drop for Streaming {
     }
 }
 
-/// The first real block device ("MAJ:MIN"), for throttle rules.
-fn a_block_device() -> Option<String> {
+/// The first real block device ("MAJ:MIN"), for throttle rules. A host without one
+/// fails the test that needs it rather than skipping its checks silently.
+#[track_caller]
+fn a_block_device() -> String {
     let mut names: Vec<String> = fs::read_dir("/sys/block")
-        .ok()?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"))
-        .collect();
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     names.sort();
-    let dev = fs::read_to_string(format!("/sys/block/{}/dev", names.first()?)).ok()?;
-    Some(dev.trim().to_string())
+    let Some(name) = names.first() else {
+        panic!("no block device in /sys/block (besides loop, ram, zram) for the throttle rules");
+    };
+    let dev = fs::read_to_string(format!("/sys/block/{name}/dev"))
+        .unwrap_or_else(|e| panic!("/sys/block/{name}/dev: {e}"));
+    dev.trim().to_string()
 }
 
 #[test]
@@ -131,15 +141,12 @@ fn limits_are_written_to_the_cgroup_files() {
     let t = env();
     let mut b = t.bundle(&["sleep", "1000"]);
     let dev = a_block_device();
-    let mut blkio = json!({});
-    if let Some(d) = &dev {
-        let (ma, mi) = d.split_once(':').expect("MAJ:MIN");
-        let (ma, mi): (i64, i64) = (ma.parse().unwrap(), mi.parse().unwrap());
-        blkio = json!({
-            "throttleReadBpsDevice": [{"major": ma, "minor": mi, "rate": 1048576}],
-            "throttleWriteIOPSDevice": [{"major": ma, "minor": mi, "rate": 100}],
-        });
-    }
+    let (ma, mi) = dev.split_once(':').expect("MAJ:MIN");
+    let (ma, mi): (i64, i64) = (ma.parse().unwrap(), mi.parse().unwrap());
+    let blkio = json!({
+        "throttleReadBpsDevice": [{"major": ma, "minor": mi, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": ma, "minor": mi, "rate": 100}],
+    });
     set_resources(
         &mut b,
         json!({
@@ -179,17 +186,15 @@ fn limits_are_written_to_the_cgroup_files() {
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&cpuset, "cpuset.mems"), "0");
     assert_eq!(read(&need_v1(&t, &id, "pids"), "pids.max"), "50");
-    if let Some(d) = &dev {
-        let blk = need_v1(&t, &id, "blkio");
-        assert_eq!(
-            read(&blk, "blkio.throttle.read_bps_device"),
-            format!("{d} 1048576")
-        );
-        assert_eq!(
-            read(&blk, "blkio.throttle.write_iops_device"),
-            format!("{d} 100")
-        );
-    }
+    let blk = need_v1(&t, &id, "blkio");
+    assert_eq!(
+        read(&blk, "blkio.throttle.read_bps_device"),
+        format!("{dev} 1048576")
+    );
+    assert_eq!(
+        read(&blk, "blkio.throttle.write_iops_device"),
+        format!("{dev} 100")
+    );
     // The init really is in those cgroups.
     let pid = t.k().pid(&id);
     let procs = read(&mem, "cgroup.procs");
@@ -346,18 +351,25 @@ fn pids_limit_stops_a_fork_bomb() {
     t.assert_clean();
 }
 
+/// Shell that opens /dev/$d for reading and for writing (d from the caller) and
+/// prints `$d-read-ok`, `$d-read-denied` (EPERM: only the device rules say that), or
+/// `$d-read-error(...)` for anything else (ENODEV, ENOENT, ...), and the same for write.
+const OPEN_PROBE: &str = "for m in read write; do \
+      if [ $m = read ]; then err=$(dd if=/dev/$d of=/dev/null count=0 2>&1 >/dev/null); \
+      else err=$(dd if=/dev/zero of=/dev/$d count=0 2>&1 >/dev/null); fi; \
+      case \"$? $err\" in \
+        0*) echo $d-$m-ok ;; \
+        *'not permitted'*) echo $d-$m-denied ;; \
+        *) echo \"$d-$m-error($err)\" | tr ' ' _ ;; \
+      esac; \
+    done";
+
 /// Runs a container that tries to open /dev/loop-control (10:237, a device the config
 /// creates and no default rule allows; opening it needs no capability) for reading
 /// and for writing, and /dev/null; returns what it printed.
 fn device_probe(t: &TestEnv, rules: Value) -> String {
-    let mut b = t.bundle(&[
-        "sh",
-        "-c",
-        "for d in loop-control null; do \
-           dd if=/dev/$d of=/dev/null count=0 2>/dev/null && echo $d-read-ok || echo $d-read-denied; \
-           dd if=/dev/zero of=/dev/$d count=0 2>/dev/null && echo $d-write-ok || echo $d-write-denied; \
-         done",
-    ]);
+    let script = format!("for d in loop-control null; do {OPEN_PROBE}; done");
+    let mut b = t.bundle(&["sh", "-c", &script]);
     b.edit(|c| {
         c["linux"]["devices"] =
             json!([{"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 0o600}]);
@@ -453,6 +465,186 @@ fn device_list_is_in_the_cgroup() {
     t.assert_clean();
 }
 
+/// Updating a v1 device list (`update -r` with `devices`): a device the create allowed
+/// leaves devices.list and an exec'd open of it gets EPERM; a later update grants it
+/// again (read only). The v2 counterpart is the VM's update_replaces_the_device_program.
+#[test]
+fn device_list_update_denies_then_allows_a_device() {
+    let t = env();
+    let mut b = t.bundle(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 0o600}]);
+        c["linux"]["resources"] = json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 237, "access": "rwm"}
+        ]});
+    });
+    let id = b.id.clone();
+    t.create_start(&b);
+    let k = t.k();
+    let devices = need_v1(&t, &id, "devices");
+    let open = |dev: &str| -> String {
+        let script = format!("d={dev}; {OPEN_PROBE}");
+        let o = k.run(&["exec", &id, "sh", "-c", &script]);
+        o.ok();
+        o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let has_loop = |list: &str| list.lines().any(|l| l.starts_with("c 10:237 "));
+    assert_eq!(
+        open("loop-control"),
+        "loop-control-read-ok loop-control-write-ok"
+    );
+    let list = read(&devices, "devices.list");
+    assert!(
+        has_loop(&list),
+        "c 10:237 missing from devices.list:\n{list}"
+    );
+
+    let f = t.tmp.join("devices.json");
+    fs::write(
+        &f,
+        json!({"devices": [{"allow": false, "access": "rwm"}]}).to_string(),
+    )
+    .unwrap();
+    k.run(&["update", "-r", f.to_str().unwrap(), &id]).ok();
+    let list = read(&devices, "devices.list");
+    assert!(!has_loop(&list), "c 10:237 still in devices.list:\n{list}");
+    assert_eq!(
+        open("loop-control"),
+        "loop-control-read-denied loop-control-write-denied"
+    );
+    // The default devices stay.
+    assert_eq!(open("null"), "null-read-ok null-write-ok");
+
+    fs::write(
+        &f,
+        json!({"devices": [{"allow": true, "type": "c", "major": 10, "minor": 237, "access": "r"}]})
+            .to_string(),
+    )
+    .unwrap();
+    k.run(&["update", "-r", f.to_str().unwrap(), &id]).ok();
+    assert_eq!(
+        open("loop-control"),
+        "loop-control-read-ok loop-control-write-denied"
+    );
+    k.run(&["delete", "--force", &id]).ok();
+    t.assert_clean();
+}
+
+/// Kills what is left in cgroup dirs a test made outside its TestEnv's parent (only
+/// that test's container can be there) and removes them, in the order given (deepest
+/// first). Never panics: it runs from TestEnv's Drop, on failure too.
+fn remove_cgroup_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.exists() {
+            if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) on a pid in the test's own cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            if fs::remove_dir(d).is_ok() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if d.exists() {
+            eprintln!("test cleanup: cannot remove {}", d.display());
+        }
+    }
+}
+
+/// Panics unless the init `pid` is in `cgroup.procs` of each of `dirs`.
+#[track_caller]
+fn assert_init_in(dirs: &[PathBuf], pid: i64) {
+    assert!(!dirs.is_empty(), "no cgroup hierarchy found");
+    for d in dirs {
+        let procs = fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_else(|e| panic!("{}: {e}", d.join("cgroup.procs").display()));
+        assert!(
+            procs.lines().any(|l| l.trim() == pid.to_string()),
+            "init {pid} not in {}: {procs:?}",
+            d.display()
+        );
+    }
+}
+
+/// An absolute cgroupsPath is taken from the root of every hierarchy, whatever
+/// kraal's own cgroup: `/kraal-cgtest-…-abs/<id>` is a new top-level directory in
+/// each, which delete removes again (create made it). Never inside or above the
+/// test's own cgroup.
+#[test]
+fn absolute_cgroups_path_is_from_the_hierarchy_root() {
+    let t = env();
+    let top = format!("kraal-cgtest-{}-{}-abs", std::process::id(), next_n());
+    let mut b = t.bundle(&["sleep", "1000"]);
+    let id = b.id.clone();
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("/{top}/{id}")));
+    set_resources(&mut b, json!({"pids": {"limit": 20}}));
+    let tops: Vec<PathBuf> = hier().iter().map(|h| h.mountpoint.join(&top)).collect();
+    let dirs: Vec<PathBuf> = tops.iter().map(|d| d.join(&id)).collect();
+    for d in &tops {
+        assert!(!d.exists(), "{} exists before the test", d.display());
+    }
+    let mut cleanup = dirs.clone();
+    cleanup.extend(tops.iter().cloned());
+    t.on_drop(move || remove_cgroup_dirs(&cleanup));
+
+    t.create_start(&b);
+    let pid = t.k().pid(&id);
+    assert_init_in(&dirs, pid);
+    let pids_dir = dirs
+        .iter()
+        .find(|d| d.join("pids.max").exists())
+        .expect("a pids.max in one of the container's cgroups");
+    assert_eq!(read(pids_dir, "pids.max"), "20");
+    t.k().run(&["delete", "--force", &id]).ok();
+    for d in &tops {
+        assert!(
+            !d.exists(),
+            "{} (made by create) left after delete",
+            d.display()
+        );
+    }
+    t.assert_clean();
+}
+
+/// Without cgroupsPath the container's cgroup is named after its id, where a relative
+/// path would be: below kraal's own cgroup on v1, below the parent of it on v2 (as
+/// runc). The directories are removed on failure too.
+#[test]
+fn absent_cgroups_path_is_named_after_the_id() {
+    let t = env();
+    let mut b = t.bundle(&["sleep", "1000"]);
+    let id = b.id.clone();
+    b.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+    });
+    set_resources(&mut b, json!({"pids": {"limit": 21}}));
+    let dirs: Vec<PathBuf> = own_cgroup_dirs().iter().map(|d| d.join(&id)).collect();
+    for d in &dirs {
+        assert!(!d.exists(), "{} exists before the test", d.display());
+    }
+    let cleanup = dirs.clone();
+    t.on_drop(move || remove_cgroup_dirs(&cleanup));
+
+    t.create_start(&b);
+    let pid = t.k().pid(&id);
+    assert_init_in(&dirs, pid);
+    let pids_dir = dirs
+        .iter()
+        .find(|d| d.join("pids.max").exists())
+        .expect("a pids.max in one of the container's cgroups");
+    assert_eq!(read(pids_dir, "pids.max"), "21");
+    t.k().run(&["delete", "--force", &id]).ok();
+    for d in &dirs {
+        assert!(!d.exists(), "{} left after delete", d.display());
+    }
+    t.assert_clean();
+}
+
 #[test]
 fn update_changes_a_running_container() {
     let t = env();
@@ -494,6 +686,34 @@ fn update_changes_a_running_container() {
     assert_eq!(read(&pids, "pids.max"), "30");
     assert_eq!(read(&cpu, "cpu.shares"), "256");
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
+    // The other flags of runc's update.go.
+    k.run(&[
+        "update",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "--cpu-burst",
+        "500",
+        "--memory-reservation",
+        "16m",
+        "--cpuset-cpus",
+        "0",
+        "--cpuset-mems",
+        "0",
+        &id,
+    ])
+    .ok();
+    assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
+    assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "25000");
+    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "500");
+    assert_eq!(
+        read(&mem, "memory.soft_limit_in_bytes"),
+        (16 * MB).to_string()
+    );
+    let cpuset = need_v1(&t, &id, "cpuset");
+    assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
+    assert_eq!(read(&cpuset, "cpuset.mems"), "0");
     // SCHED_IDLE gives the group the minimum weight: the kernel then reports shares 3.
     k.run(&["update", "--cpu-idle", "1", &id]).ok();
     assert_eq!(read(&cpu, "cpu.idle"), "1");
@@ -555,10 +775,24 @@ fn update_changes_a_running_container() {
     let ev: Value = serde_json::from_str(o.ok().stdout.trim()).unwrap();
     assert_eq!(ev["data"]["memory"]["usage"]["limit"], json!(96 * MB));
 
-    // Refusals change nothing.
+    // As runc: --kernel-memory is ignored with a warning, and so are flags next to
+    // --resources.
     k.run(&["update", "--kernel-memory", "10m", &id])
-        .fails()
-        .stderr_has("kernel memory");
+        .ok()
+        .stderr_has("--kernel-memory: ignored");
+    fs::write(&f, json!({"pids": {"limit": 24}}).to_string()).unwrap();
+    k.run(&[
+        "update",
+        "-r",
+        f.to_str().unwrap(),
+        "--pids-limit",
+        "7",
+        &id,
+    ])
+    .ok()
+    .stderr_has("--pids-limit: ignored");
+    assert_eq!(read(&pids, "pids.max"), "24");
+    // Refusals change nothing.
     k.run(&["update", "--l3-cache-schema", "L3:0=ff", &id])
         .fails()
         .stderr_has("Intel RDT");
@@ -937,4 +1171,26 @@ fn v2_device_program_blocks_and_is_replaced_on_update() {
     drop(fd);
     drop(guard);
     assert!(!parent.exists(), "{} left behind", parent.display());
+}
+
+/// Deleting a paused container without --force fails (as with runc) and leaves it
+/// paused; --force thaws, kills and removes it.
+#[test]
+fn delete_paused_needs_force() {
+    let t = env();
+    let k = t.k();
+    let b = t.bundle(&["sleep", "1000"]);
+    t.create_start(&b);
+    k.wait_status(&b.id, "running");
+    k.run(&["pause", &b.id]).ok();
+    assert_eq!(k.status(&b.id), "paused");
+    k.run(&["delete", &b.id]).fails().stderr_has("paused");
+    assert_eq!(
+        k.status(&b.id),
+        "paused",
+        "a refused delete changed nothing"
+    );
+    k.run(&["delete", "--force", &b.id]).ok();
+    k.run(&["state", &b.id]).fails();
+    t.assert_clean_strict();
 }

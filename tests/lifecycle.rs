@@ -78,7 +78,7 @@ fn state_transitions_through_the_whole_lifecycle() {
 
     k.run(&["delete", &id]).ok();
     k.run(&["state", &id]).fails().stderr_has(&id);
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// --pid-file gets the init's host pid, which is pid 1 in the container's own pid
@@ -155,7 +155,7 @@ fn delete_created_container_succeeds_without_force() {
         wait_for(WAIT_TIMEOUT, || (!pid_alive(pid)).then_some(())).is_some(),
         "init {pid} of the deleted created container is still alive"
     );
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// A running container survives `delete` without --force; --force kills and removes it.
@@ -188,7 +188,7 @@ fn delete_running_needs_force() {
     // (runc's behaviour, which containerd relies on for idempotent cleanup).
     k.run(&["delete", &b.id]).fails().stderr_has(&b.id);
     k.run(&["delete", "--force", &b.id]).ok();
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// SIGKILL, KILL and 9 all name the same signal; a bad signal is refused; a stopped
@@ -248,6 +248,32 @@ fn kill_default_signal_is_sigterm() {
         assert_eq!(out.code(), Some(42), "{out:?}");
     });
     k.run(&["state", &id]).fails();
+    t.assert_clean_strict();
+}
+
+/// A signal sent right after `start` reaches a shell init whose `trap` is not set up
+/// yet: the kernel drops unhandled signals to a PID namespace's init, so `kill`
+/// waits for the handler (runtime-tools `killsig` does exactly this).
+#[test]
+fn kill_right_after_start_reaches_the_trap() {
+    let t = TestEnv::new();
+    for round in 0..5 {
+        let b = t.bundle(&[
+            "sh",
+            "-c",
+            "trap 'touch /got-usr1; exit 0' USR1; sleep 10 & wait $!",
+        ]);
+        t.create(&b).ok();
+        let k = t.k();
+        k.run(&["start", &b.id]).ok();
+        k.run(&["kill", &b.id, "USR1"]).ok();
+        k.wait_status(&b.id, "stopped");
+        assert!(
+            b.rootfs.join("got-usr1").exists(),
+            "round {round}: USR1 sent right after start was lost"
+        );
+        k.run(&["delete", &b.id]).ok();
+    }
     t.assert_clean();
 }
 
@@ -285,7 +311,7 @@ fn kill_all_signals_every_process() {
     k.run(&["kill", "--all", &b.id, "KILL"]).ok();
     k.wait_status(&b.id, "stopped");
     k.run(&["delete", &b.id]).ok();
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// `list` as a table, as JSON and as bare ids.
@@ -387,7 +413,7 @@ fn run_exit_codes_0_3_and_137() {
         assert_eq!(out.code(), Some(137), "{out:?}");
     });
     k.run(&["state", &id]).fails();
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// `run --keep` leaves the stopped container for `state` and `delete`.
@@ -402,7 +428,7 @@ fn run_keep_leaves_stopped_container() {
     assert_eq!(s["status"], "stopped", "{s}");
     assert_eq!(s["pid"], json!(0));
     k.run(&["delete", &b.id]).ok();
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// `run /bin/true` many times in a row never hangs (an init exiting at once must not
@@ -419,7 +445,7 @@ fn run_true_thirty_times_never_hangs() {
         assert_eq!(o.code(), Some(0), "iteration {i}: {o:?}");
         k.run(&["state", &id]).fails();
     }
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// A relative cgroupsPath is resolved from kraal's own cgroup in every hierarchy
@@ -456,7 +482,7 @@ fn cgroups_follow_the_relative_cgroups_path_in_every_hierarchy() {
     for d in &dirs {
         assert!(!d.join(&b.id).exists(), "{} left", d.join(&b.id).display());
     }
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// A created container can be killed (containerd kills tasks that never started);
@@ -477,7 +503,7 @@ fn kill_created_container() {
     k.run(&["start", &b.id]).fails();
     assert!(!shared.join("ran").exists(), "the killed container ran");
     k.run(&["delete", &b.id]).ok();
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// `spec` writes a parseable default config and refuses to overwrite one; `features`
@@ -504,7 +530,29 @@ fn spec_features_and_version() {
     let v = k.run(&["--version"]).ok().stdout.clone();
     assert!(v.starts_with("kraal version "), "{v}");
     assert!(v.contains("spec: "), "{v}");
-    t.assert_clean();
+    let line = |key: &str| {
+        v.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key:?} line: {v}"))
+            .to_string()
+    };
+    let commit = line("commit: ");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "commit is 40 hex digits or unknown: {v}"
+    );
+    assert_eq!(line("spec: "), f["ociVersionMax"].as_str().unwrap(), "{v}");
+    let seccomp = line("libseccomp: ");
+    let parts: Vec<&str> = seccomp.split('.').collect();
+    assert!(
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
+        "libseccomp is major.minor.micro: {v}"
+    );
+    t.assert_clean_strict();
 }
 
 /// Signal 0 (as runc parses numbers) checks that the init is alive without touching
@@ -525,7 +573,7 @@ fn kill_signal_0_checks_liveness() {
     k.wait_status(&b.id, "stopped");
     k.run(&["kill", &b.id, "0"]).fails();
     k.run(&["delete", &b.id]).ok();
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// runc ignores "container not running" when --all is given (containerd sends
@@ -541,5 +589,227 @@ fn kill_all_on_stopped_container_succeeds() {
     k.run(&["kill", "--all", &b.id, "KILL"]).ok();
     assert_eq!(k.status(&b.id), "stopped");
     k.run(&["delete", &b.id]).ok();
-    t.assert_clean();
+    t.assert_clean_strict();
+}
+
+/// Kills the process it holds when dropped (the test's own `sleep`, on panic too).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A saved init pid that now names another process (same pid, other start time) is
+/// not the container: `state` says stopped with pid 0, `kill` fails, `delete` succeeds
+/// without --force, and the other process is untouched.
+#[test]
+fn reused_pid_is_not_the_container() {
+    let t = TestEnv::new();
+    let k = t.k();
+    let b = t.bundle(&["true"]);
+    t.create_start(&b);
+    k.wait_status(&b.id, "stopped");
+    let mut other = KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("100")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    let other_pid = other.0.id() as i64;
+    let state_json = k.root.join(&b.id).join("state.json");
+    let mut saved: Value = serde_json::from_slice(&fs::read(&state_json).unwrap()).unwrap();
+    assert!(
+        saved["init_start"].as_u64().is_some_and(|s| s > 0),
+        "{saved}"
+    );
+    saved["pid"] = json!(other_pid);
+    fs::write(&state_json, serde_json::to_vec(&saved).unwrap()).unwrap();
+
+    let s = k.state(&b.id).expect("state");
+    assert_eq!(s["status"], "stopped", "{s}");
+    assert_eq!(s["pid"], json!(0), "{s}");
+    k.run(&["kill", &b.id, "KILL"]).fails();
+    assert_eq!(k.run(&["list", "-q"]).ok().stdout.trim(), b.id);
+    k.run(&["delete", &b.id]).ok();
+    assert!(
+        other.0.try_wait().unwrap().is_none() && pid_alive(other_pid),
+        "the process that reused the pid was signalled"
+    );
+    other.0.kill().unwrap();
+    other.0.wait().unwrap();
+    t.assert_clean_strict();
+}
+
+/// --no-new-keyring: the container keeps the caller's session keyring; by default it
+/// gets a fresh anonymous `_ses` one. The caller here joins a named session keyring,
+/// and the container runs as uid 1000, which sees a root-owned keyring in /proc/keys
+/// only when it possesses it.
+#[test]
+fn no_new_keyring_keeps_the_callers_session_keyring() {
+    use std::os::unix::process::CommandExt;
+    let t = TestEnv::new();
+    let name = format!("kraal-kr-{}-{}", std::process::id(), t.n);
+    let run = |flag: bool| {
+        let mut b = t.bundle(&["cat", "/proc/keys"]);
+        b.edit(|c| {
+            c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+            c["linux"]["maskedPaths"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|p| p != "/proc/keys");
+        });
+        let mut args = vec!["run"];
+        if flag {
+            args.push("--no-new-keyring");
+        }
+        args.extend(["--bundle", b.dir.to_str().unwrap(), b.id.as_str()]);
+        let mut c = t.kraal.command(&args);
+        let cname = std::ffi::CString::new(name.clone()).unwrap();
+        // SAFETY: one raw system call between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+                if libc::syscall(
+                    libc::SYS_keyctl,
+                    KEYCTL_JOIN_SESSION_KEYRING,
+                    cname.as_ptr(),
+                ) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let o = t.kraal.exec(c);
+        o.ok();
+        o.stdout
+    };
+    let keys = run(true);
+    assert!(
+        keys.contains(&format!(" {name}: ")),
+        "the caller's session keyring is the container's:\n{keys}"
+    );
+    let keys = run(false);
+    assert!(
+        !keys.contains(&name),
+        "the container still possesses the caller's keyring:\n{keys}"
+    );
+    assert!(
+        keys.lines()
+            .any(|l| l.contains(" keyring ") && l.contains(" _ses: ")),
+        "no new session keyring:\n{keys}"
+    );
+    t.assert_clean_strict();
+}
+
+/// --debug adds debug lines to the --log file (text format by default, as runc's
+/// logrus text: time="…" level=… msg="…"); without it there are none. The debug
+/// message used: the size of the compiled seccomp filter, logged for every filter.
+#[test]
+fn debug_flag_writes_debug_lines() {
+    let t = TestEnv::new();
+    let run = |debug: bool| {
+        let mut b = t.bundle(&["true"]);
+        b.edit(|c| {
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["swapon"], "action": "SCMP_ACT_ERRNO"}],
+            })
+        });
+        let log = t.tmp.join(format!("debug-{debug}.log"));
+        let mut args = vec!["--log", log.to_str().unwrap()];
+        if debug {
+            args.push("--debug");
+        }
+        args.extend(["run", "--bundle", b.dir.to_str().unwrap(), b.id.as_str()]);
+        t.k().run(&args).ok();
+        fs::read_to_string(&log).unwrap_or_default()
+    };
+    let text = run(true);
+    let line = text
+        .lines()
+        .find(|l| l.contains("level=debug") && l.contains("seccomp"))
+        .unwrap_or_else(|| panic!("no seccomp debug line with --debug:\n{text}"));
+    assert!(
+        line.starts_with("time=\"") && line.contains(" level=debug msg=\""),
+        "{line}"
+    );
+    let text = run(false);
+    assert!(
+        !text.contains("level=debug"),
+        "debug line without --debug:\n{text}"
+    );
+    t.assert_clean_strict();
+}
+
+/// --log FILE in the default text format gets the error line of a failed create.
+#[test]
+fn text_log_gets_the_error_line() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| c["hostname"] = json!(5));
+    let log = t.tmp.join("kraal.log");
+    let o = t.k().run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    o.fails();
+    let text = fs::read_to_string(&log).expect("log file written");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" level=error "))
+        .unwrap_or_else(|| panic!("no error line in {text}"));
+    assert!(line.starts_with("time=\""), "{line}");
+    let (_, msg) = line
+        .split_once(" level=error msg=")
+        .expect("msg follows level");
+    let msg: String = serde_json::from_str(msg).expect("msg is a quoted string");
+    assert!(msg.contains("hostname"), "{msg}");
+    t.assert_clean_strict();
+}
+
+/// Without --root, root's state lives under /run/kraal (runc: /run/runc).
+#[test]
+fn default_root_is_run_kraal_for_root() {
+    let t = TestEnv::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the default root is under $XDG_RUNTIME_DIR");
+        return;
+    }
+    let b = t.bundle(&["true"]);
+    let id = b.id.clone();
+    let bin = t.kraal.bin.clone();
+    let io = t.tmp.join("io");
+    {
+        let (id, bin, io) = (id.clone(), bin.clone(), io.clone());
+        t.on_drop(move || {
+            let mut c = std::process::Command::new(&bin);
+            c.args(["delete", "--force", &id]);
+            let _ = try_run(&mut c, CMD_TIMEOUT, &io);
+        });
+    }
+    let kraal = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bin);
+        c.args(args);
+        run_timeout(&mut c, CMD_TIMEOUT, &io)
+    };
+    kraal(&["create", "--bundle", b.dir.to_str().unwrap(), &id]).ok();
+    let dir = std::path::Path::new("/run/kraal").join(&id);
+    assert!(
+        dir.join("state.json").is_file(),
+        "{} missing",
+        dir.display()
+    );
+    kraal(&["delete", &id]).ok();
+    assert!(!dir.exists(), "{} left", dir.display());
+    t.assert_clean_strict();
 }

@@ -598,3 +598,63 @@ fn unknown_seccomp_arch_is_named() {
     ];
     reject_each(&t, &mut b, cases);
 }
+
+/// Overlapping user namespace mappings: two entries claiming the same container ids, or
+/// the same host ids, in uidMappings or gidMappings.
+#[test]
+fn overlapping_id_mappings_are_named() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let cases: Vec<Case> = vec![
+        (
+            "uid container ranges overlap",
+            Box::new(|c| {
+                c["linux"]["uidMappings"] = json!([
+                    {"containerID": 0, "hostID": 100000, "size": 10},
+                    {"containerID": 9, "hostID": 200000, "size": 10}
+                ])
+            }),
+            "linux.uidMappings[1]: container range overlaps linux.uidMappings[0]",
+        ),
+        (
+            "uid host ranges overlap",
+            Box::new(|c| {
+                c["linux"]["uidMappings"] = json!([
+                    {"containerID": 0, "hostID": 100000, "size": 10},
+                    {"containerID": 100, "hostID": 200000, "size": 10},
+                    {"containerID": 10, "hostID": 100005, "size": 10}
+                ])
+            }),
+            "linux.uidMappings[2]: host range overlaps linux.uidMappings[0]",
+        ),
+        (
+            "gid container ranges overlap",
+            Box::new(|c| {
+                c["linux"]["gidMappings"] = json!([
+                    {"containerID": 5, "hostID": 300000, "size": 1},
+                    {"containerID": 0, "hostID": 100000, "size": 10}
+                ])
+            }),
+            "linux.gidMappings[1]: container range overlaps linux.gidMappings[0]",
+        ),
+        (
+            "gid host ranges overlap",
+            Box::new(|c| {
+                c["linux"]["gidMappings"] = json!([
+                    {"containerID": 0, "hostID": 100000, "size": 10},
+                    {"containerID": 10, "hostID": 99999, "size": 2}
+                ])
+            }),
+            "linux.gidMappings[1]: host range overlaps linux.gidMappings[0]",
+        ),
+    ];
+    reject_each(&t, &mut b, cases);
+}

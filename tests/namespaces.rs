@@ -49,7 +49,7 @@ fn net_device_moves_in_renamed_with_its_address() {
     // The device left the host while the container had it; the veth is gone with
     // the container's network namespace (runtime-spec: no move back on delete).
     assert!(!ip(&["link", "show", "dev", &host]));
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// netDevices naming a device the host does not have fails create, names it, and
@@ -63,7 +63,7 @@ fn missing_net_device_is_named() {
         .k()
         .run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
     o.fails().stderr_has("nosuchdev0");
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// linux.timeOffsets shift the container's boottime clock; the process is really in
@@ -105,7 +105,7 @@ fn time_namespace_offsets_apply() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["monotonic", "7", "0"]),
         "{lines:?}"
     );
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// A new user namespace: uid 0 inside maps to the configured host id, files made
@@ -119,19 +119,7 @@ fn user_namespace_maps_ids() {
         "-c",
         "cat /proc/self/uid_map; id -u; touch /tmp/made-inside",
     ]);
-    let out = std::process::Command::new("chown")
-        .args(["-R", &format!("{base}:{base}"), b.rootfs.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(out.success());
-    b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
-    });
+    b.user_namespace(base);
     let o = t.run(&b);
     o.ok();
     let lines = o.stdout_lines();
@@ -143,7 +131,7 @@ fn user_namespace_maps_ids() {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(b.rootfs.join("tmp/made-inside")).unwrap();
     assert_eq!((md.uid(), md.gid()), (base, base));
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// sysctls, a linux.devices node with its mode and owner, and the domainname.
@@ -163,7 +151,7 @@ fn sysctl_devices_and_domainname() {
     let o = t.run(&b);
     o.ok();
     assert_eq!(o.stdout_lines(), ["1", "4242", "1:5 640 7:8", "kraal.test"]);
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// An id-mapped bind mount shows the source's files with mapped owners; the host
@@ -187,7 +175,7 @@ fn idmapped_bind_mount_maps_ownership() {
     assert_eq!(o.stdout_lines(), ["4242:4343"]);
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(src.join("f")).unwrap().uid(), 0);
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// Without a mount namespace (runtime-spec: inherited), the container's mounts live
@@ -223,7 +211,7 @@ fn no_mount_namespace_mounts_in_host_and_cleans_up() {
     assert!(b.rootfs.join("marker").exists());
     t.k().run(&["delete", &b.id]).ok();
     assert_eq!(mounts_under(&rootfs), Vec::<std::path::PathBuf>::new());
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// Without a cgroup namespace (Docker and Podman on v1 hosts), /sys/fs/cgroup shows
@@ -255,7 +243,7 @@ fn cgroup_mount_without_cgroup_namespace() {
         "the container's own pids cgroup holds its init: {out}"
     );
     assert!(out.contains("Read-only file system"), "{out}");
-    t.assert_clean();
+    t.assert_clean_strict();
 }
 
 /// What systemd as the container's init needs on a v1 or hybrid host: the
@@ -303,5 +291,78 @@ fn v1_cgroup_mount_gives_systemd_its_hierarchy() {
         out.contains("made-sub"),
         "the container makes its own sub-cgroups: {out}"
     );
-    t.assert_clean();
+    t.assert_clean_strict();
+}
+
+/// user, pid and ipc namespaces joined by path (the user one with A's id mappings):
+/// B's process is in A's three namespaces, sees A's uid_map, is root of that user
+/// namespace, and is not pid 1 (A's init is). B's own mount, uts, network and cgroup
+/// namespaces stay new.
+#[test]
+fn joins_user_pid_and_ipc_namespaces_by_path() {
+    let t = TestEnv::new();
+    let k = t.k();
+    let base = 300_000 + (t.n as u32 % 100) * 65_536;
+    let mut a = t.bundle(&["sleep", "1000"]);
+    a.user_namespace(base);
+    t.create_start(&a);
+    let pid_a = k.pid(&a.id);
+    let ns_of = |pid: i64, kind: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let uid_map_a = std::fs::read_to_string(format!("/proc/{pid_a}/uid_map")).unwrap();
+
+    let kinds = ["user", "pid", "ipc", "mnt", "uts", "net", "cgroup"];
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "for n in user pid ipc mnt uts net cgroup; do readlink /proc/self/ns/$n; done; \
+         echo ===; cat /proc/self/uid_map; echo ===; echo $$; id -u; \
+         cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    // B joins A's user namespace by path: its rootfs needs the same owner.
+    let ok = Command::new("chown")
+        .args(["-R", &format!("{base}:{base}"), b.rootfs.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown the rootfs");
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        for n in ns.iter_mut() {
+            if n["type"] == "pid" || n["type"] == "ipc" {
+                n["path"] = json!(format!("/proc/{pid_a}/ns/{}", n["type"].as_str().unwrap()));
+            }
+        }
+        ns.push(json!({"type": "user", "path": format!("/proc/{pid_a}/ns/user")}));
+    });
+    let o = t.run(&b);
+    o.ok();
+    let parts: Vec<&str> = o.stdout.split("===\n").collect();
+    assert_eq!(parts.len(), 3, "{o:?}");
+    let ns_b: Vec<&str> = parts[0].lines().collect();
+    assert_eq!(ns_b.len(), kinds.len(), "{o:?}");
+    for (kind, inside) in kinds.iter().zip(&ns_b) {
+        let a_ns = ns_of(pid_a, kind);
+        let host_ns = ns_of(std::process::id() as i64, kind);
+        if ["user", "pid", "ipc"].contains(kind) {
+            assert_eq!(*inside, a_ns, "{kind}: B did not join A's namespace");
+        } else {
+            assert_ne!(*inside, a_ns, "{kind}: B should have its own namespace");
+        }
+        assert_ne!(*inside, host_ns, "{kind}: B is in the host's namespace");
+    }
+    assert_eq!(parts[1], uid_map_a, "B sees A's uid_map");
+    let rest: Vec<&str> = parts[2].lines().collect();
+    assert_ne!(
+        rest[0], "1",
+        "B's process is not pid 1 in A's pid namespace: {o:?}"
+    );
+    assert_eq!(rest[1], "0", "root in A's user namespace: {o:?}");
+    assert_eq!(rest[2].trim(), "sleep 1000", "pid 1 is A's init: {o:?}");
+    k.run(&["delete", "--force", &a.id]).ok();
+    t.assert_clean_strict();
 }

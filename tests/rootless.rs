@@ -1,84 +1,310 @@
 //! A non-root user runs a container: `kraal spec --rootless`, then `kraal run`, with
-//! state under $XDG_RUNTIME_DIR, its own ids mapped to root inside, no cgroups.
+//! state under $XDG_RUNTIME_DIR, its own ids mapped to root inside (or a subordinate
+//! range through newuidmap/newgidmap), no cgroups.
+//!
+//! Each test makes a throwaway user with `useradd` and removes it with `userdel`, on
+//! failure too: first `kraal delete --force` (as the user) for every container the test
+//! made, then any process still running under the user's ids is killed by its pid.
 
 mod common;
 
 use common::*;
+use serde_json::{json, Value};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// A throwaway system user, removed when dropped (on failure too).
+/// useradd and userdel lock /etc/passwd: one at a time in this binary.
+static USERDB: Mutex<()> = Mutex::new(());
+
+/// Runs useradd/userdel, retrying while another process holds the user database lock.
+fn user_db(args: &[&str]) -> Result<(), String> {
+    let _g = USERDB.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .map_err(|e| format!("run {}: {e}", args[0]))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        last = format!(
+            "{args:?}: {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if !last.contains("lock") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// The first subordinate range of `user` in /etc/subuid or /etc/subgid.
+fn subordinate(file: &str, user: &str) -> (u32, u32) {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == user).then(|| (f[1].parse().unwrap(), f[2].parse().unwrap()))
+        })
+        .unwrap_or_else(|| panic!("{user} has no range in {file}: {text}"))
+}
+
+fn id_of(flag: &str, user: &str) -> u32 {
+    let out = Command::new("id")
+        .args([flag, user])
+        .output()
+        .expect("run id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("id {flag} {user}: {out:?}"))
+}
+
+/// A throwaway user (with its own group and, from useradd, subordinate uid and gid
+/// ranges), removed when dropped (on failure too).
 struct TempUser {
     name: String,
     uid: u32,
+    gid: u32,
+    subuid: (u32, u32),
+    subgid: (u32, u32),
 }
 
 impl TempUser {
     fn new(tag: u64) -> TempUser {
         let name = format!("krl{}x{tag}", std::process::id() % 100_000);
-        let st = Command::new("useradd")
-            .args(["-M", "-d", "/nonexistent", "-s", "/bin/false", &name])
-            .status()
-            .expect("run useradd");
-        assert!(st.success(), "useradd {name}");
-        let out = Command::new("id")
-            .args(["-u", &name])
-            .output()
-            .expect("id -u");
-        let uid = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("uid");
-        TempUser { name, uid }
+        user_db(&[
+            "useradd",
+            "-M",
+            "-d",
+            "/nonexistent",
+            "-s",
+            "/bin/false",
+            &name,
+        ])
+        .unwrap_or_else(|e| panic!("useradd: {e}"));
+        // From here on Drop removes the user, whatever fails next.
+        let mut u = TempUser {
+            name,
+            uid: 0,
+            gid: 0,
+            subuid: (0, 0),
+            subgid: (0, 0),
+        };
+        let uid = id_of("-u", &u.name);
+        assert_ne!(uid, 0, "{} got uid 0", u.name);
+        u.uid = uid;
+        u.gid = id_of("-g", &u.name);
+        u.subuid = subordinate("/etc/subuid", &u.name);
+        u.subgid = subordinate("/etc/subgid", &u.name);
+        u
+    }
+
+    /// Pids of processes whose real or effective uid is the user's or in its
+    /// subordinate range: only this test's containers can run as those.
+    fn processes(&self) -> Vec<i32> {
+        if self.uid == 0 {
+            return Vec::new(); // Not known yet (or never): match nothing.
+        }
+        let ours = |id: u32| {
+            id == self.uid || (self.subuid.0..self.subuid.0 + self.subuid.1).contains(&id)
+        };
+        let mut pids = Vec::new();
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            let uids: Vec<u32> = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| {
+                    v.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if uids.iter().take(2).any(|&u| ours(u)) {
+                pids.push(pid);
+            }
+        }
+        pids
     }
 }
 
 impl Drop for TempUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
+        // userdel refuses a user with running processes: end ours first, by pid.
+        let gone = wait_for(WAIT_TIMEOUT, || {
+            let pids = self.processes();
+            for &p in &pids {
+                // SAFETY: kill(2) on a pid running as the throwaway user's ids.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            pids.is_empty().then_some(())
+        });
+        if gone.is_none() {
+            eprintln!("processes of {} survive: {:?}", self.name, self.processes());
+        }
+        if let Err(e) = user_db(&["userdel", &self.name]) {
+            eprintln!("cleanup: {e}");
+        }
     }
+}
+
+/// A throwaway user with a bundle, an $XDG_RUNTIME_DIR and the ids of the containers it
+/// made. Dropping it deletes those containers as the user, then removes the user.
+struct Rootless {
+    bundle: PathBuf,
+    runtime_dir: PathBuf,
+    io: PathBuf,
+    ids: Mutex<Vec<String>>,
+    // Last: dropped after Rootless::drop has deleted the containers.
+    user: TempUser,
+}
+
+impl Rootless {
+    /// The user, and a busybox bundle with the config `kraal spec --rootless` writes
+    /// for it (with terminal off and a writable root), all owned by the user.
+    fn new(t: &TestEnv) -> Rootless {
+        let user = TempUser::new(t.n);
+        let home = t.dir("rootless");
+        let r = Rootless {
+            bundle: home.join("bundle"),
+            runtime_dir: home.join("xdg"),
+            io: t.dir("io"),
+            ids: Mutex::new(Vec::new()),
+            user,
+        };
+        build_rootfs(&r.bundle.join("rootfs"));
+        std::fs::create_dir_all(&r.runtime_dir).unwrap();
+        let owner = format!("{}:{}", r.user.uid, r.user.gid);
+        let st = Command::new("chown")
+            .args(["-R", &owner, home.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        r.kraal(&["spec", "--rootless"]).ok();
+        r.edit(|v| {
+            v["process"]["terminal"] = json!(false);
+            v["root"]["readonly"] = json!(false);
+        });
+        r
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(kraal_bin());
+        c.args(args)
+            .current_dir(&self.bundle)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .uid(self.user.uid)
+            .gid(self.user.gid);
+        c
+    }
+
+    /// Runs kraal as the user, in the bundle directory.
+    #[track_caller]
+    fn kraal(&self, args: &[&str]) -> Out {
+        run_timeout(&mut self.command(args), CMD_TIMEOUT, &self.io)
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let cfg = self.bundle.join("config.json");
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+
+    /// A container id, remembered for cleanup.
+    fn new_id(&self, t: &TestEnv) -> String {
+        let id = t.new_id();
+        self.ids.lock().unwrap().push(id.clone());
+        id
+    }
+
+    /// The user's state root: $XDG_RUNTIME_DIR/kraal.
+    fn state_root(&self) -> PathBuf {
+        self.runtime_dir.join("kraal")
+    }
+
+    /// Nothing of the user's is left: no container state, no process.
+    #[track_caller]
+    fn assert_clean(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.state_root())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "state left under $XDG_RUNTIME_DIR: {left:?}"
+        );
+        let procs = self.user.processes();
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        let mut ids = self.ids.lock().map(|v| v.clone()).unwrap_or_default();
+        if let Ok(rd) = std::fs::read_dir(self.state_root()) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        for id in &ids {
+            let _ = try_run(
+                &mut self.command(&["delete", "--force", id]),
+                CMD_TIMEOUT,
+                &self.io,
+            );
+        }
+    }
+}
+
+/// The cgroup a container without cgroupsPath would get, in every hierarchy.
+fn default_cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    kraal::cgroups::hierarchies()
+        .unwrap()
+        .iter()
+        .filter_map(|h| kraal::cgroups::container_dir(h, None, id).ok())
+        .collect()
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let md = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (md.uid(), md.gid())
 }
 
 #[test]
 fn unprivileged_user_runs_a_container() {
     let t = TestEnv::new();
-    let user = TempUser::new(t.n);
-    let home = t.dir("rootless");
-    let bundle = home.join("bundle");
-    build_rootfs(&bundle.join("rootfs"));
-    let runtime_dir = home.join("xdg");
-    std::fs::create_dir_all(&runtime_dir).unwrap();
-    let st = Command::new("chown")
-        .args(["-R", &format!("{0}:{0}", user.uid), home.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let as_user = |args: &[&str]| {
-        let mut c = Command::new(kraal_bin());
-        c.args(args)
-            .current_dir(&bundle)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("XDG_RUNTIME_DIR", &runtime_dir)
-            .uid(user.uid)
-            .gid(user.uid);
-        run_timeout(&mut c, Duration::from_secs(30), &t.dir("io"))
-    };
-    as_user(&["spec", "--rootless"]).ok();
-    let cfg = bundle.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    v["process"]["terminal"] = serde_json::json!(false);
-    v["root"]["readonly"] = serde_json::json!(false);
-    v["process"]["args"] = serde_json::json!([
-        "sh",
-        "-c",
-        "id -u; cat /proc/self/uid_map; touch /tmp/by-user; echo done; \
-          (touch /sys/fs/cgroup/x || mkdir /sys/fs/cgroup/pids/x) 2>/dev/null && echo cgroup-writable || echo cgroup-ro"
-    ]);
-    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
-    let id = t.new_id();
-    let o = as_user(&["run", &id]);
+    let r = Rootless::new(&t);
+    let user = &r.user;
+    r.edit(|v| {
+        v["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; touch /tmp/by-user; echo done; \
+              (touch /sys/fs/cgroup/x || mkdir /sys/fs/cgroup/pids/x) 2>/dev/null && echo cgroup-writable || echo cgroup-ro; \
+              cat /proc/self/gid_map /proc/self/setgroups"
+        ])
+    });
+    let id = r.new_id(&t);
+    let o = r.kraal(&["run", &id]);
     o.ok();
     let l = o.stdout_lines();
     assert_eq!(l[0], "0", "{o:?}");
@@ -89,16 +315,115 @@ fn unprivileged_user_runs_a_container() {
     assert_eq!(l[2], "done");
     // CVE-2023-25809: the host's cgroups are not writable from a rootless container.
     assert_eq!(l[3], "cgroup-ro");
-    use std::os::unix::fs::MetadataExt;
     assert_eq!(
-        std::fs::metadata(bundle.join("rootfs/tmp/by-user"))
-            .unwrap()
-            .uid(),
-        user.uid
+        l[4].split_whitespace().collect::<Vec<_>>(),
+        ["0", &user.gid.to_string(), "1"]
     );
+    // Mapping only its own gid, an unprivileged user must deny setgroups first.
+    assert_eq!(l[5], "deny", "{o:?}");
+    assert_eq!(
+        owner(&r.bundle.join("rootfs/tmp/by-user")),
+        (user.uid, user.gid)
+    );
+    // No delegated cgroup: kraal says so, and runs without one.
+    o.stderr_has("rootless: cgroups are not delegated to this user, running without them");
+    for d in default_cgroup_dirs(&id) {
+        assert!(!d.exists(), "cgroup {} was made", d.display());
+    }
     // State lived under $XDG_RUNTIME_DIR/kraal and is gone after run.
-    let state_root = runtime_dir.join("kraal");
-    assert!(state_root.is_dir());
-    assert_eq!(std::fs::read_dir(&state_root).unwrap().count(), 0);
+    assert!(r.state_root().is_dir());
+    r.assert_clean();
+    t.assert_clean();
+}
+
+/// A map wider than the caller's own ids goes through newuidmap/newgidmap with the
+/// user's ranges from /etc/subuid and /etc/subgid; a range outside them is refused
+/// with the field named and nothing left behind.
+#[test]
+fn unprivileged_user_maps_a_range_via_newuidmap() {
+    let t = TestEnv::new();
+    let r = Rootless::new(&t);
+    let user = &r.user;
+    let (subuid, subgid) = (user.subuid.0, user.subgid.0);
+    let maps = |uid_host: u32, gid_host: u32| {
+        (
+            json!([{"containerID": 0, "hostID": user.uid, "size": 1},
+                   {"containerID": 1, "hostID": uid_host, "size": 65536}]),
+            json!([{"containerID": 0, "hostID": user.gid, "size": 1},
+                   {"containerID": 1, "hostID": gid_host, "size": 65536}]),
+        )
+    };
+    let (uids, gids) = maps(subuid, subgid);
+    r.edit(|v| {
+        v["linux"]["uidMappings"] = uids;
+        v["linux"]["gidMappings"] = gids;
+        // chown needs CAP_CHOWN (in the container's user namespace).
+        for set in ["bounding", "effective", "permitted"] {
+            v["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_CHOWN"));
+        }
+        v["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f; chown 1:1 /tmp/f && echo chowned"
+        ]);
+    });
+    let id = r.new_id(&t);
+    let o = r.kraal(&["run", &id]);
+    o.ok();
+    let words: Vec<Vec<String>> = o
+        .stdout_lines()
+        .iter()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    let line = |a: u32, b: u32, c: u32| vec![a.to_string(), b.to_string(), c.to_string()];
+    assert_eq!(
+        words,
+        [
+            line(0, user.uid, 1),
+            line(1, subuid, 65536),
+            line(0, user.gid, 1),
+            line(1, subgid, 65536),
+            vec!["chowned".to_string()],
+        ],
+        "{o:?}"
+    );
+    // Container ids 1:1 are the first subordinate ids on the host.
+    assert_eq!(owner(&r.bundle.join("rootfs/tmp/f")), (subuid, subgid));
+    r.assert_clean();
+
+    // Ranges just past the user's: the helpers refuse them.
+    for (field, helper, (uids, gids)) in [
+        (
+            "linux.uidMappings",
+            "newuidmap",
+            maps(subuid + user.subuid.1, subgid),
+        ),
+        (
+            "linux.gidMappings",
+            "newgidmap",
+            maps(subuid, subgid + user.subgid.1),
+        ),
+    ] {
+        r.edit(|v| {
+            v["linux"]["uidMappings"] = uids;
+            v["linux"]["gidMappings"] = gids;
+        });
+        let id = r.new_id(&t);
+        let o = r.kraal(&["create", &id]);
+        o.fails()
+            .stderr_has(&format!("{field}: {helper} failed"))
+            .stderr_has("not allowed");
+        assert!(
+            !r.kraal(&["state", &id]).success(),
+            "{id} is known to state"
+        );
+        for d in default_cgroup_dirs(&id) {
+            assert!(!d.exists(), "cgroup {} was made", d.display());
+        }
+        r.assert_clean();
+    }
     t.assert_clean();
 }

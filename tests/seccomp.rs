@@ -468,57 +468,9 @@ fn kernel_version() -> (u32, u32) {
     parse_version(&std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap())
 }
 
-/// A Docker-format profile written for these tests, used when containers-common is not
-/// installed: the same shape (ENOSYS default, archMap, capability-gated rules).
-fn builtin_docker_profile() -> Value {
-    let allow: Vec<&str> = "\
-        access arch_prctl brk capget capset chdir chmod chown clock_gettime clock_nanosleep
-        close close_range dup dup2 dup3 epoll_create1 epoll_ctl epoll_pwait epoll_wait execve
-        execveat exit exit_group faccessat faccessat2 fchdir fchmod fchmodat fchown fchownat
-        fcntl fstat fstatfs fsync ftruncate futex getcwd getdents getdents64 getegid geteuid
-        getgid getgroups getpgid getpgrp getpid getppid getpriority getrandom getresgid
-        getresuid getrlimit getrusage getsid gettid gettimeofday getuid ioctl kill lchown
-        link linkat lseek lstat madvise mkdir mkdirat mmap mprotect mremap munmap nanosleep
-        newfstatat open openat openat2 pipe pipe2 poll ppoll prctl pread64 prlimit64
-        pselect6 pwrite64 read readlink readlinkat readv rename renameat renameat2
-        restart_syscall rmdir rseq rt_sigaction rt_sigprocmask rt_sigreturn rt_sigsuspend
-        sched_getaffinity sched_yield select set_robust_list set_tid_address setgid
-        setgroups setpgid setresgid setresuid setsid setuid sigaltstack stat statfs statx
-        symlink symlinkat sysinfo tgkill time times tkill umask uname unlink unlinkat
-        utimensat vfork wait4 waitid write writev kraal_not_a_syscall"
-        .split_whitespace()
-        .collect();
-    json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": 38,
-        "archMap": [
-            {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
-            {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}
-        ],
-        "syscalls": [
-            {"names": ["bdflush", "kexec_load", "nfsservctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-            {"names": allow, "action": "SCMP_ACT_ALLOW"},
-            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]},
-            {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
-                "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390", "s390x"]}},
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
-                "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
-            {"names": ["arm_fadvise64_64", "arm_sync_file_range"], "action": "SCMP_ACT_ALLOW",
-                "includes": {"arches": ["arm", "arm64"]}},
-            {"names": ["mount", "umount2", "unshare", "setns"], "action": "SCMP_ACT_ALLOW",
-                "includes": {"caps": ["CAP_SYS_ADMIN"]}},
-            {"names": ["mount", "umount2", "unshare", "setns"], "action": "SCMP_ACT_ERRNO",
-                "errnoRet": 1, "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
-        ]
-    })
-}
-
+/// The Docker/Podman default profile from containers-common (or the file named by
+/// KRAAL_TEST_SECCOMP_PROFILE). Its absence fails the test: a stand-in would not show
+/// that the real profile loads.
 fn default_profile() -> (String, Value) {
     let path = std::env::var_os(DEFAULT_PROFILE_ENV)
         .map(PathBuf::from)
@@ -526,11 +478,13 @@ fn default_profile() -> (String, Value) {
     match std::fs::read(&path) {
         Ok(b) => (
             path.display().to_string(),
-            serde_json::from_slice(&b).unwrap(),
+            serde_json::from_slice(&b)
+                .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display())),
         ),
-        Err(_) => (
-            "the built-in Docker-format profile".into(),
-            builtin_docker_profile(),
+        Err(e) => panic!(
+            "{}: {e}: install golang-github-containers-common (contrib/deps.sh) or point \
+             {DEFAULT_PROFILE_ENV} at a Docker-format profile",
+            path.display()
         ),
     }
 }
@@ -555,24 +509,179 @@ fn default_profile_compiles_to_a_loadable_program() {
     );
 }
 
+/// Builds a static helper that makes syscall `argv[1]` with zero arguments and prints
+/// `errno=N` (or `ret=N`): for syscalls no busybox applet makes.
+fn build_syscall_probe(c: &Ctr) -> PathBuf {
+    let src = c.dir.join("probe.c");
+    std::fs::write(
+        &src,
+        r#"#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    long r = syscall(atol(argv[1]), 0, 0, 0, 0, 0, 0);
+    if (r < 0) printf("errno=%d\n", errno); else printf("ret=%ld\n", r);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = c.bundle.join("rootfs/probe");
+    let o = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run gcc (contrib/deps.sh installs it)");
+    assert!(o.status.success(), "gcc -static: {}", text(&o));
+    exe
+}
+
 #[test]
 fn default_profile_runs_a_busybox_workload() {
-    let c = Ctr::new(
-        "default",
-        &[
-            "sh",
-            "-c",
-            "echo hello | tr a-z A-Z; ls /bin | grep -c . >/dev/null && echo ls-ok; \
-             sh -c 'exit 3'; echo child-status=$?; grep '^Seccomp:' /proc/self/status",
-        ],
-    );
+    let c = Ctr::new("default", &["true"]);
     let (name, docker) = default_profile();
     let oci = oci_profile(&docker, &caps_of(&c));
+    assert_eq!(oci["defaultAction"], json!("SCMP_ACT_ERRNO"), "{name}");
+    let want_errno = oci["defaultErrnoRet"]
+        .as_i64()
+        .unwrap_or(libc::EPERM.into());
+    // A syscall the profile does not list gets the default action.
+    let listed = |n: &str| {
+        oci["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["names"].as_array().unwrap().iter().any(|v| v == n))
+    };
+    let (unlisted, nr) = [
+        ("add_key", libc::SYS_add_key),
+        ("request_key", libc::SYS_request_key),
+        ("io_uring_setup", libc::SYS_io_uring_setup),
+    ]
+    .into_iter()
+    .find(|(n, _)| !listed(n))
+    .unwrap_or_else(|| panic!("{name}: lists every candidate syscall"));
+    let probe = build_syscall_probe(&c);
+    // Unfiltered, the kernel gives another error (EFAULT for add_key(NULL, ...)).
+    let host = Command::new(&probe).arg(nr.to_string()).output().unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    assert_ne!(
+        host,
+        format!("errno={want_errno}"),
+        "{unlisted} fails the same way without a filter"
+    );
+    let script = format!(
+        "echo hello | tr a-z A-Z; ls /bin | grep -c . >/dev/null && echo ls-ok; \
+         sh -c 'exit 3'; echo child-status=$?; grep '^Seccomp:' /proc/self/status; \
+         echo {unlisted}-$(/probe {nr})"
+    );
+    c.edit(|cfg| cfg["process"]["args"] = json!(["sh", "-c", script]));
     c.seccomp(oci, true);
     let o = c.run();
     let t = text(&o);
     assert!(o.status.success(), "{name}: {t}");
-    for want in ["HELLO", "ls-ok", "child-status=3", "Seccomp:\t2"] {
+    let unlisted_result = format!("{unlisted}-errno={want_errno}");
+    for want in [
+        "HELLO",
+        "ls-ok",
+        "child-status=3",
+        "Seccomp:\t2",
+        &unlisted_result,
+    ] {
         assert!(t.contains(want), "{name}: want {want:?} in {t}");
+    }
+}
+
+/// Every syscall kraal itself makes to become the container process (rlimits,
+/// scheduler, I/O priority, chdir, setgroups, setresgid/uid, capset, umask, closing
+/// fds) is denied by the profile, yet the container runs: with no_new_privs the filter
+/// is loaded after all of them, with and without a notify listener.
+#[test]
+fn runtime_syscalls_are_not_filtered() {
+    const DENIED: &[&str] = &[
+        "capset",
+        "capget",
+        "setresuid",
+        "setresgid",
+        "setuid",
+        "setgid",
+        "setgroups",
+        "chdir",
+        "fchdir",
+        "getcwd",
+        "umask",
+        "close_range",
+        "setrlimit",
+        "prlimit64",
+        "sched_setattr",
+        "ioprio_set",
+        "prctl",
+    ];
+    for with_listener in [false, true] {
+        let tag = if with_listener { "rt-notify" } else { "rt" };
+        let c = Ctr::new(
+            tag,
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/n && echo mkdir-ok; grep -E '^(Uid|Gid|Groups|CapEff|NoNewPrivs|Seccomp):' /proc/self/status",
+            ],
+        );
+        let mut rules = vec![json!({"names": DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": 1})];
+        let sock_path = c.dir.join("agent.sock");
+        let mut profile = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        let agent = if with_listener {
+            rules.push(json!({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}));
+            profile["listenerPath"] = json!(sock_path);
+            let sock = UnixListener::bind(&sock_path).unwrap();
+            Some(std::thread::spawn(move || agent(sock)))
+        } else {
+            None
+        };
+        profile["syscalls"] = json!(rules);
+        c.seccomp(profile, true);
+        c.edit(|cfg| {
+            let p = &mut cfg["process"];
+            p["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [2000], "umask": 23});
+            p["cwd"] = json!("/tmp");
+            p["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 500, "hard": 600}]);
+            p["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 2});
+            p["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+            p["capabilities"]["bounding"] = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+            p["capabilities"]["effective"] = json!(["CAP_KILL"]);
+            p["capabilities"]["permitted"] = json!(["CAP_KILL"]);
+            p["capabilities"]["ambient"] = json!(["CAP_KILL"]);
+            p["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+        });
+        let o = c.run();
+        let t = text(&o);
+        if !o.status.success() {
+            // Unblock the agent's accept() so the thread can end.
+            let _ = std::os::unix::net::UnixStream::connect(&sock_path);
+            panic!("{tag}: {t}");
+        }
+        for want in [
+            "Uid:\t1000\t1000\t1000\t1000",
+            "Gid:\t1000\t1000\t1000\t1000",
+            "Groups:\t2000",
+            "CapEff:\t0000000000000020",
+            "NoNewPrivs:\t1",
+            "Seccomp:\t2",
+        ] {
+            assert!(t.contains(want), "{tag}: want {want:?} in {t}");
+        }
+        if let Some(agent) = agent {
+            let (_, seen) = agent.join().unwrap();
+            assert!(t.contains("mkdir-ok"), "{tag}: {t}");
+            assert!(
+                seen.iter()
+                    .any(|&nr| i64::from(nr) == libc::SYS_mkdir
+                        || i64::from(nr) == libc::SYS_mkdirat),
+                "{tag}: agent saw {seen:?}"
+            );
+        }
     }
 }

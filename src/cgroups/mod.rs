@@ -394,11 +394,14 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Sends `sig` to every process in the cgroup. SIGKILL goes through `kill_all`'s
-/// freeze-kill-thaw, which also reaches the processes of a paused container.
+/// Sends `sig` to every process in the cgroup. SIGKILL goes through cgroup.kill
+/// where the kernel has it, else through `kill_all`'s freeze-kill-thaw; both also
+/// reach the processes of a paused container.
 pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
     if sig == libc::SIGKILL {
-        kill_frozen(dirs, true);
+        if !write_cgroup_kill(dirs) {
+            kill_frozen(dirs, true);
+        }
         return Ok(());
     }
     for pid in pids(dirs)? {
@@ -421,15 +424,18 @@ fn kill_frozen(dirs: &[PathBuf], freeze: bool) {
     }
 }
 
+/// cgroup.kill (v2, 5.14+) kills the whole subtree atomically, including processes
+/// forking meanwhile. False where there is none (v1, older kernels).
+fn write_cgroup_kill(dirs: &[PathBuf]) -> bool {
+    dirs.iter().any(|d| {
+        let k = d.join("cgroup.kill");
+        k.exists() && crate::sys::write_file(&k, b"1").is_ok()
+    })
+}
+
 /// Kills every process in the cgroup and waits (bounded) until it is empty.
 pub fn kill_all(dirs: &[PathBuf]) -> Result<()> {
-    // cgroup.kill (v2, 5.14+) kills atomically, including processes forking meanwhile.
-    for d in dirs {
-        let k = d.join("cgroup.kill");
-        if k.exists() && crate::sys::write_file(&k, b"1").is_ok() {
-            break;
-        }
-    }
+    write_cgroup_kill(dirs);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut first = true;
     loop {
@@ -483,6 +489,22 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `kill --all` with SIGKILL uses cgroup.kill where the cgroup has it (v2), and
+    /// the freezer path where it has not (v1: an empty cgroup.procs, nothing to kill).
+    #[test]
+    fn sigkill_to_all_uses_cgroup_kill() {
+        let v2 = fake::FakeDir::new(&[("cgroup.kill", ""), ("cgroup.procs", "")]);
+        signal_all(std::slice::from_ref(&v2.0), libc::SIGKILL).unwrap();
+        assert_eq!(v2.get("cgroup.kill"), "1");
+        let v1 = fake::FakeDir::new(&[("cgroup.procs", "")]);
+        signal_all(std::slice::from_ref(&v1.0), libc::SIGKILL).unwrap();
+        assert!(!v1.0.join("cgroup.kill").exists());
+        // Other signals go to each process, never through cgroup.kill.
+        let v2 = fake::FakeDir::new(&[("cgroup.kill", ""), ("cgroup.procs", "")]);
+        signal_all(std::slice::from_ref(&v2.0), libc::SIGTERM).unwrap();
+        assert_eq!(v2.get("cgroup.kill"), "");
+    }
 
     const MI: &str = "\
 30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:9 - tmpfs tmpfs ro,mode=755

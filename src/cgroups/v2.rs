@@ -133,13 +133,25 @@ pub fn check_cpu(c: &LinuxCpu) -> Result<()> {
 pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     let f = "linux.resources.cpu";
     check_cpu(c)?;
-    if let Some(idle) = c.idle() {
-        file::write(dir, "cpu.idle", &idle.to_string()).with_context(|| format!("{f}.idle"))?;
+    // An idle group (SCHED_IDLE) refuses a weight with EINVAL: leaving idle comes
+    // before the weight, entering it after everything else. A weight together with
+    // idle 1 would have no effect (the kernel gives an idle group the minimum weight,
+    // and the default one back when it leaves idle), and under the systemd driver
+    // the group is idle already: it is skipped, with a warning.
+    if c.idle() == Some(0) {
+        file::write(dir, "cpu.idle", "0").with_context(|| format!("{f}.idle"))?;
     }
     if let Some(shares) = c.shares().filter(|&s| s != 0) {
-        let w = convert::shares_to_weight(shares);
-        file::write(dir, "cpu.weight", &w.to_string())
-            .with_context(|| format!("{f}.shares (as cpu.weight)"))?;
+        if c.idle() == Some(1) {
+            crate::logging::warn(&format!(
+                "{f}.shares: {shares} ignored, an idle cgroup (cpu.idle 1) has the minimum weight"
+            ));
+        } else {
+            let w = convert::shares_to_weight(shares);
+            if let Err(e) = file::write(dir, "cpu.weight", &w.to_string()) {
+                return Err(weight_error(dir, e));
+            }
+        }
     }
     let quota = c.quota().filter(|&q| q != 0);
     let period = c.period().filter(|&p| p != 0);
@@ -169,7 +181,24 @@ pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(b) = burst_later {
         file::write(dir, "cpu.max.burst", &b.to_string()).with_context(|| format!("{f}.burst"))?;
     }
+    // Last: the kernel then sets the minimum weight itself (and restores the
+    // default weight, not the one written above, when idle goes back to 0).
+    if let Some(idle) = c.idle().filter(|&i| i != 0) {
+        file::write(dir, "cpu.idle", &idle.to_string()).with_context(|| format!("{f}.idle"))?;
+    }
     Ok(())
+}
+
+/// The error of a failed cpu.weight write, explained when the group is SCHED_IDLE.
+fn weight_error(dir: &Path, e: anyhow::Error) -> anyhow::Error {
+    let f = "linux.resources.cpu";
+    let idle = file::read(dir, "cpu.idle").unwrap_or_default();
+    if errno(&e) == Some(libc::EINVAL) && idle.trim() == "1" {
+        return e.context(format!(
+            "{f}.shares (as cpu.weight): the cgroup is SCHED_IDLE (cpu.idle 1), set idle to 0 to give it a weight"
+        ));
+    }
+    e.context(format!("{f}.shares (as cpu.weight)"))
 }
 
 /// Block I/O fields v2 cannot express.
@@ -230,12 +259,10 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         if let Some(w) = d.weight().filter(|&w| w != 0) {
             let field = format!("{f}.weightDevice[{i}].weight");
             let name = weight_file().with_context(|| field.clone())?;
-            file::write(
-                dir,
-                name,
-                &format!("{}:{} {}", d.major(), d.minor(), conv(w)),
-            )
-            .with_context(|| field.clone())?;
+            let dev = format!("{}:{}", d.major(), d.minor());
+            file::write(dir, name, &format!("{dev} {}", conv(w)))
+                .map_err(|e| device_weight_error(name, &dev, e))
+                .with_context(|| field.clone())?;
         }
     }
     let throttles = [
@@ -277,6 +304,22 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The error of a per-device weight write, explained where the kernel says
+/// EOPNOTSUPP: the device has no weight-based I/O control to take it.
+fn device_weight_error(file: &str, dev: &str, e: anyhow::Error) -> anyhow::Error {
+    if errno(&e) != Some(libc::EOPNOTSUPP) {
+        return e;
+    }
+    let how = if file == "io.weight" {
+        "io.weight takes a device's weight only once blk-iocost is enabled for the device (io.cost.qos in the root cgroup, e.g. \"MAJ:MIN enable=1\")"
+    } else {
+        "io.bfq.weight takes a device's weight only while the device uses the bfq scheduler (/sys/block/DEV/queue/scheduler)"
+    };
+    e.context(format!(
+        "device {dev} has no weight-based I/O control: {how}"
+    ))
 }
 
 pub fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit], sizes: &[String]) -> Result<()> {
@@ -478,13 +521,17 @@ mod tests {
             ("cpu.idle", "0"),
         ]);
         let c: LinuxCpu = serde_json::from_str(
-            r#"{"shares":2048,"quota":50000,"period":200000,"burst":1000,"idle":1}"#,
+            r#"{"shares":2048,"quota":50000,"period":200000,"burst":1000,"idle":0}"#,
         )
         .unwrap();
         cpu(&d.0, &c).unwrap();
         assert_eq!(d.get("cpu.weight"), "174");
         assert_eq!(d.get("cpu.max"), "50000 200000");
         assert_eq!(d.get("cpu.max.burst"), "1000");
+        assert_eq!(d.get("cpu.idle"), "0");
+        // idle 1 after the rest; the shares are then ignored (see below).
+        let c: LinuxCpu = serde_json::from_str(r#"{"idle":1}"#).unwrap();
+        cpu(&d.0, &c).unwrap();
         assert_eq!(d.get("cpu.idle"), "1");
         // Quota alone keeps the period; -1 is "max".
         let c: LinuxCpu = serde_json::from_str(r#"{"quota":-1}"#).unwrap();
@@ -500,6 +547,57 @@ mod tests {
                 .starts_with("linux.resources.cpu.realtimeRuntime"),
             "{e}"
         );
+    }
+
+    /// Leaving SCHED_IDLE comes before the weight, entering it after the rest: an
+    /// idle group refuses a weight. Without a cpu.idle file the idle write fails,
+    /// which shows what was written before it. A weight with idle 1 is skipped.
+    #[test]
+    fn cpu_idle_is_ordered_around_the_weight() {
+        let c: LinuxCpu = serde_json::from_str(r#"{"idle":1,"shares":512,"quota":1000}"#).unwrap();
+        let d = FakeDir::new(&[("cpu.weight", "100"), ("cpu.max", "max 100000")]);
+        let e = cpu(&d.0, &c).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("linux.resources.cpu.idle"),
+            "{e:#}"
+        );
+        assert_eq!(
+            d.get("cpu.max"),
+            "1000 100000",
+            "quota written before idle 1"
+        );
+        assert_eq!(d.get("cpu.weight"), "100", "no weight for an idle group");
+        // Already idle (systemd set CPUWeight=idle): the weight is skipped, no EINVAL.
+        let c: LinuxCpu = serde_json::from_str(r#"{"idle":1,"shares":512}"#).unwrap();
+        let d = FakeDir::new(&[("cpu.weight", "100"), ("cpu.idle", "1")]);
+        cpu(&d.0, &c).unwrap();
+        assert_eq!(d.get("cpu.idle"), "1");
+        assert_eq!(d.get("cpu.weight"), "100");
+        let c: LinuxCpu = serde_json::from_str(r#"{"idle":0,"shares":512}"#).unwrap();
+        let d = FakeDir::new(&[("cpu.weight", "100")]);
+        let e = cpu(&d.0, &c).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("linux.resources.cpu.idle"),
+            "{e:#}"
+        );
+        assert_eq!(
+            d.get("cpu.weight"),
+            "100",
+            "weight written before leaving idle"
+        );
+        let d = FakeDir::new(&[("cpu.weight", "100"), ("cpu.idle", "1")]);
+        cpu(&d.0, &c).unwrap();
+        assert_eq!(d.get("cpu.idle"), "0");
+        assert_eq!(d.get("cpu.weight"), "59");
+        // The kernel's EINVAL for a weight on an idle group is explained.
+        let einval = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EINVAL));
+        let d = FakeDir::new(&[("cpu.idle", "1")]);
+        let e = weight_error(&d.0, einval);
+        assert!(format!("{e:#}").contains("SCHED_IDLE"), "{e:#}");
+        let einval = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EINVAL));
+        d.set("cpu.idle", "0");
+        let e = weight_error(&d.0, einval);
+        assert!(!format!("{e:#}").contains("SCHED_IDLE"), "{e:#}");
     }
 
     #[test]
@@ -527,6 +625,23 @@ mod tests {
         );
         let b3: LinuxBlockIo = serde_json::from_str(r#"{"leafWeight":10}"#).unwrap();
         assert!(io(&d.0, &b3).is_err());
+    }
+
+    #[test]
+    fn device_weight_without_iocost_is_explained() {
+        let unsupported =
+            || anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        let e = device_weight_error("io.weight", "254:0", unsupported());
+        assert!(
+            format!("{e:#}").contains("254:0 has no weight-based I/O control"),
+            "{e:#}"
+        );
+        assert!(format!("{e:#}").contains("io.cost.qos"), "{e:#}");
+        let e = device_weight_error("io.bfq.weight", "8:0", unsupported());
+        assert!(format!("{e:#}").contains("bfq scheduler"), "{e:#}");
+        let other = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EINVAL));
+        let e = device_weight_error("io.weight", "8:0", other);
+        assert!(!format!("{e:#}").contains("weight-based"), "{e:#}");
     }
 
     #[test]

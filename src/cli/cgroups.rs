@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug, Default)]
 pub struct UpdateArgs {
-    /// File with the resources to set (LinuxResources JSON), or - for stdin; no other
-    /// flag may be given with it.
+    /// File with the resources to set (LinuxResources JSON), or - for stdin; the other
+    /// resource flags are then ignored (with a warning), as runc ignores them.
     #[arg(short = 'r', long)]
     pub resources: Option<String>,
     /// Block I/O weight (10 to 1000).
@@ -60,10 +60,10 @@ pub struct UpdateArgs {
     /// Maximum number of tasks (-1: no limit).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// Refused: kernel memory limits are obsolete.
+    /// Ignored with a warning, as runc does: kernel memory limits are obsolete.
     #[arg(long = "kernel-memory", hide = true, allow_hyphen_values = true)]
     pub kernel_memory: Option<String>,
-    /// Refused: kernel TCP memory limits are obsolete.
+    /// Ignored with a warning, as runc does: kernel TCP memory limits are obsolete.
     #[arg(long = "kernel-memory-tcp", hide = true, allow_hyphen_values = true)]
     pub kernel_memory_tcp: Option<String>,
     /// Refused: kraal has no Intel RDT support.
@@ -169,13 +169,62 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
-/// The resources an `update` asks for, from `--resources` or from the flags.
+/// The resources an `update` asks for, from `--resources` or from the flags. As in
+/// runc's update.go: with `--resources` the other resource flags are ignored (kraal
+/// says so in a warning; runc is silent), `--kernel-memory[-tcp]` are ignored with a
+/// warning, and the Intel RDT flags are checked either way (kraal has no RDT).
 pub fn update_resources(a: &UpdateArgs) -> Result<LinuxResources> {
-    if a.kernel_memory.is_some() || a.kernel_memory_tcp.is_some() {
-        bail!("--kernel-memory, --kernel-memory-tcp: kernel memory limits are not supported (obsolete since Linux 5.4 and in the runtime spec)");
-    }
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         bail!("--l3-cache-schema, --mem-bw-schema: Intel RDT is not supported by kraal");
+    }
+    match &a.resources {
+        Some(src) => {
+            let ignored = resource_flags_given(a);
+            if !ignored.is_empty() {
+                crate::logging::warn(&format!(
+                    "{}: ignored, --resources {src} sets the resources",
+                    ignored.join(", ")
+                ));
+            }
+            resources_file(src)
+        }
+        None => resources_from_flags(a),
+    }
+}
+
+/// `--resources FILE|-`: LinuxResources JSON.
+fn resources_file(src: &str) -> Result<LinuxResources> {
+    let data = if src == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("--resources: read stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(src).with_context(|| format!("--resources: read {src}"))?
+    };
+    let mut value: Value =
+        serde_json::from_str(&data).with_context(|| format!("--resources: parse {src}"))?;
+    // `"pids": {}` means "no change" to runc; oci-spec would read it as limit 0.
+    if let Some(p) = value.get("pids") {
+        if matches!(p.get("limit"), None | Some(Value::Null)) {
+            value.as_object_mut().map(|o| o.remove("pids"));
+        }
+    }
+    from_json(value, "--resources")
+}
+
+/// runc's update flags as LinuxResources.
+fn resources_from_flags(a: &UpdateArgs) -> Result<LinuxResources> {
+    for (flag, v) in [
+        ("--kernel-memory", &a.kernel_memory),
+        ("--kernel-memory-tcp", &a.kernel_memory_tcp),
+    ] {
+        if v.is_some() {
+            crate::logging::warn(&format!(
+                "{flag}: ignored, kernel memory limits are obsolete (Linux 5.4 and the runtime spec dropped them)"
+            ));
+        }
     }
     let mut mem = Map::new();
     let mut cpu = Map::new();
@@ -215,30 +264,33 @@ pub fn update_resources(a: &UpdateArgs) -> Result<LinuxResources> {
     if let Some(w) = a.blkio_weight {
         v.insert("blockIO".into(), json!({ "weight": w }));
     }
-    let Some(src) = &a.resources else {
-        return from_json(Value::Object(v), "update");
-    };
-    if !v.is_empty() {
-        bail!("--resources: cannot be combined with other resource flags");
-    }
-    let data = if src == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("--resources: read stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(src).with_context(|| format!("--resources: read {src}"))?
-    };
-    let mut value: Value =
-        serde_json::from_str(&data).with_context(|| format!("--resources: parse {src}"))?;
-    // `"pids": {}` means "no change" to runc; oci-spec would read it as limit 0.
-    if let Some(p) = value.get("pids") {
-        if matches!(p.get("limit"), None | Some(Value::Null)) {
-            value.as_object_mut().map(|o| o.remove("pids"));
-        }
-    }
-    from_json(value, "--resources")
+    from_json(Value::Object(v), "update")
+}
+
+/// The resource flags given besides `--resources` (which runc ignores then).
+fn resource_flags_given(a: &UpdateArgs) -> Vec<&'static str> {
+    let given = [
+        ("--blkio-weight", a.blkio_weight.is_some()),
+        ("--cpu-period", a.cpu_period.is_some()),
+        ("--cpu-quota", a.cpu_quota.is_some()),
+        ("--cpu-burst", a.cpu_burst.is_some()),
+        ("--cpu-share", a.cpu_share.is_some()),
+        ("--cpu-rt-period", a.cpu_rt_period.is_some()),
+        ("--cpu-rt-runtime", a.cpu_rt_runtime.is_some()),
+        ("--cpuset-cpus", a.cpuset_cpus.is_some()),
+        ("--cpuset-mems", a.cpuset_mems.is_some()),
+        ("--cpu-idle", a.cpu_idle.is_some()),
+        ("--memory", a.memory.is_some()),
+        ("--memory-swap", a.memory_swap.is_some()),
+        ("--memory-reservation", a.memory_reservation.is_some()),
+        ("--pids-limit", a.pids_limit.is_some()),
+        ("--kernel-memory", a.kernel_memory.is_some()),
+        ("--kernel-memory-tcp", a.kernel_memory_tcp.is_some()),
+    ];
+    given
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect()
 }
 
 fn from_json(v: Value, what: &str) -> Result<LinuxResources> {
@@ -474,6 +526,7 @@ mod tests {
         }
     }
 
+    /// Every resource flag of runc's update.go lands in its LinuxResources field.
     #[test]
     fn flags_become_resources() {
         let a = update_args(&[
@@ -481,12 +534,26 @@ mod tests {
             "64m",
             "--memory-swap",
             "-1",
+            "--memory-reservation",
+            "32m",
             "--cpu-share",
             "512",
+            "--cpu-period",
+            "200000",
             "--cpu-quota",
+            "-1",
+            "--cpu-burst",
+            "1000",
+            "--cpu-rt-period",
+            "1000000",
+            "--cpu-rt-runtime",
             "-1",
             "--cpuset-cpus",
             "0",
+            "--cpuset-mems",
+            "0-1",
+            "--cpu-idle",
+            "1",
             "--pids-limit",
             "20",
             "--blkio-weight",
@@ -498,23 +565,79 @@ mod tests {
         let m = r.memory().unwrap();
         assert_eq!(m.limit(), Some(64 << 20));
         assert_eq!(m.swap(), Some(-1));
+        assert_eq!(m.reservation(), Some(32 << 20));
         let c = r.cpu().as_ref().unwrap();
         assert_eq!(c.shares(), Some(512));
+        assert_eq!(c.period(), Some(200000));
         assert_eq!(c.quota(), Some(-1));
+        assert_eq!(c.burst(), Some(1000));
+        assert_eq!(c.realtime_period(), Some(1000000));
+        assert_eq!(c.realtime_runtime(), Some(-1));
         assert_eq!(c.cpus().as_deref(), Some("0"));
+        assert_eq!(c.mems().as_deref(), Some("0-1"));
+        assert_eq!(c.idle(), Some(1));
         assert_eq!(r.pids().unwrap().limit(), 20);
         assert_eq!(r.block_io().as_ref().unwrap().weight(), Some(300));
         assert!(r.devices().is_none());
+        assert!(r.unified().is_none());
         // runc's spelling and the brief's both work.
         let a = update_args(&["--cpu-shares", "2", "c1"]);
         assert_eq!(a.cpu_share, Some(2));
+        // Only what is given is set: the rest stays as it is.
+        let r = update_resources(&update_args(&["--pids-limit", "-1", "c1"])).unwrap();
+        assert_eq!(r.pids().unwrap().limit(), -1);
+        assert!(r.memory().is_none() && r.cpu().is_none() && r.block_io().is_none());
+        let r = update_resources(&update_args(&["c1"])).unwrap();
+        assert!(r.memory().is_none() && r.cpu().is_none() && r.pids().is_none());
+        // Bad values name the flag.
+        for (args, flag) in [
+            (&["--memory", "lots", "c1"][..], "--memory"),
+            (&["--memory-swap", "-2", "c1"][..], "--memory-swap"),
+            (
+                &["--memory-reservation", "1x", "c1"][..],
+                "--memory-reservation",
+            ),
+        ] {
+            let e = update_resources(&update_args(args)).unwrap_err();
+            assert!(e.to_string().starts_with(flag), "{args:?}: {e}");
+        }
+        for args in [
+            &["--cpu-period", "-1", "c1"][..],
+            &["--cpu-share", "x", "c1"][..],
+            &["--blkio-weight", "70000", "c1"][..],
+            &["--pids-limit", "many", "c1"][..],
+        ] {
+            let mut v = vec!["t", "update"];
+            v.extend(args);
+            assert!(T::try_parse_from(v).is_err(), "{args:?} should not parse");
+        }
     }
 
+    /// As runc: --kernel-memory[-tcp] are ignored (with a warning), and so are the
+    /// other resource flags when --resources is given; Intel RDT is refused.
     #[test]
-    fn refused_flags() {
-        let e = update_resources(&update_args(&["--kernel-memory", "1m", "c1"])).unwrap_err();
-        assert!(e.to_string().starts_with("--kernel-memory"), "{e}");
+    fn ignored_and_refused_flags() {
+        let r = update_resources(&update_args(&[
+            "--kernel-memory",
+            "1m",
+            "--kernel-memory-tcp",
+            "1m",
+            "c1",
+        ]))
+        .unwrap();
+        assert!(r.memory().is_none(), "{:?}", r.memory());
+        let r = update_resources(&update_args(&[
+            "--kernel-memory",
+            "1m",
+            "--memory",
+            "2m",
+            "c1",
+        ]))
+        .unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(2 << 20));
         let e = update_resources(&update_args(&["--l3-cache-schema", "L3:0=f", "c1"])).unwrap_err();
+        assert!(e.to_string().contains("Intel RDT"), "{e}");
+        let e = update_resources(&update_args(&["--mem-bw-schema", "MB:0=20", "c1"])).unwrap_err();
         assert!(e.to_string().contains("Intel RDT"), "{e}");
         let dir = std::env::temp_dir().join(format!("kraal-upd-{}.json", std::process::id()));
         std::fs::write(&dir, r#"{"pids":{},"memory":{"limit":1048576}}"#).unwrap();
@@ -522,8 +645,15 @@ mod tests {
         let r = update_resources(&update_args(&["-r", p, "c1"])).unwrap();
         assert!(r.pids().is_none());
         assert_eq!(r.memory().unwrap().limit(), Some(1048576));
-        let e = update_resources(&update_args(&["-r", p, "--memory", "1m", "c1"])).unwrap_err();
-        assert!(e.to_string().contains("cannot be combined"), "{e}");
+        // Flags next to --resources are ignored, even ones that would not parse.
+        let a = update_args(&["-r", p, "--memory", "lots", "--pids-limit", "3", "c1"]);
+        assert_eq!(resource_flags_given(&a), ["--memory", "--pids-limit"]);
+        let r = update_resources(&a).unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(1048576));
+        assert!(r.pids().is_none());
+        let e = update_resources(&update_args(&["-r", p, "--mem-bw-schema", "MB:0=1", "c1"]))
+            .unwrap_err();
+        assert!(e.to_string().contains("Intel RDT"), "{e}");
         std::fs::write(&dir, r#"{"memory":{"limit":"lots"}}"#).unwrap();
         let e = update_resources(&update_args(&["-r", p, "c1"])).unwrap_err();
         assert!(
@@ -531,6 +661,9 @@ mod tests {
             "{e}"
         );
         std::fs::remove_file(&dir).unwrap();
+        let e =
+            update_resources(&update_args(&["-r", "/nonexistent/kraal.json", "c1"])).unwrap_err();
+        assert!(e.to_string().starts_with("--resources: read"), "{e}");
     }
 
     #[test]

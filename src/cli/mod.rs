@@ -108,9 +108,11 @@ pub struct ExecArgs {
     /// Add a capability (repeatable).
     #[arg(short = 'c', long = "cap")]
     pub caps: Vec<String>,
-    /// Set no_new_privs for the process.
-    #[arg(long = "no-new-privs")]
-    pub no_new_privs: bool,
+    /// Set no_new_privs for the process (`--no-new-privs=false` clears the
+    /// container's setting, as with runc).
+    #[arg(long = "no-new-privs", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub no_new_privs: Option<bool>,
     /// AppArmor profile for the process.
     #[arg(long)]
     pub apparmor: Option<String>,
@@ -132,9 +134,10 @@ pub struct ExecArgs {
     /// Allow exec in a paused container.
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    /// Run in this sub-cgroup of the container.
+    /// Run in this sub-cgroup of the container: `path`, or `controller[,controller]:path`
+    /// for v1 hierarchies (repeatable).
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
     /// Container id.
     pub id: String,
     /// The command and its arguments.

@@ -178,12 +178,12 @@ impl Attrs {
                 Some(CString::new(format!("exec {prof}")).context("process.apparmorProfile")?);
         }
         if let Some(l) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {
-            // As runc: labels are ignored on hosts without SELinux.
-            if selinux_enabled() {
-                a.selinux = Some(CString::new(l).context("process.selinuxLabel")?);
-            } else {
-                crate::logging::debug("process.selinuxLabel ignored: SELinux is not enabled");
+            // As runc: a process label the host cannot apply is refused rather than
+            // silently dropped (the container would run unconfined).
+            if !selinux_enabled() {
+                bail!("process.selinuxLabel: SELinux is not enabled on this host");
             }
+            a.selinux = Some(CString::new(l).context("process.selinuxLabel")?);
         }
         Ok(a)
     }

@@ -43,7 +43,7 @@ pub struct Resolved {
     pub exe: CString,
     /// HOME from the container's /etc/passwd when the config sets none (as runc).
     pub home: Option<CString>,
-    /// The seccomp notify listener, when the filter has one (loaded early).
+    /// The seccomp notify listener, when the filter has one (loaded before `Ready`).
     pub listener: Option<std::os::fd::OwnedFd>,
     /// The filter is already loaded (it had to be, while still privileged).
     pub seccomp_loaded: bool,
@@ -146,9 +146,9 @@ fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<(u32, u64, u64)>>
     Ok(out)
 }
 
-/// rlimits, cwd, seccomp (when it must load while privileged), capabilities around
-/// the uid switch, umask; then resolves args[0] and HOME. Runs inside the
-/// container's namespaces and root.
+/// rlimits, cwd, args[0] and HOME resolved, seccomp (when it must load while
+/// privileged), capabilities around the uid switch, umask, then seccomp with a notify
+/// listener under no_new_privs. Runs inside the container's namespaces and root.
 pub fn become_process(p: &Process) -> Result<Resolved> {
     for &(res, soft, hard) in &p.rlimits {
         let l = libc::rlimit {
@@ -178,20 +178,13 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
         )?)
     };
     sys::cloexec_from(p.keep_fds).context("mark fds close-on-exec")?;
-    // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter, and a
-    // notify listener must be handed over before `Ready`: load it now, as runc does.
+    // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter: load it
+    // now, while still privileged, as runc does. The uid switch then runs under it.
     let mut listener = None;
     let mut seccomp_loaded = false;
-    if let Some(f) = &p.seccomp {
-        if !p.no_new_privs || f.listener().is_some() {
-            if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0
-            {
-                return Err(std::io::Error::last_os_error())
-                    .context("process.noNewPrivileges: prctl");
-            }
-            listener = f.load().context("linux.seccomp: load the filter")?;
-            seccomp_loaded = true;
-        }
+    if let Some(f) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
+        listener = f.load().context("linux.seccomp: load the filter")?;
+        seccomp_loaded = true;
     }
     capabilities::before_setuid(&p.caps, p.last_cap)?;
     set_user(&p.user)?;
@@ -205,6 +198,20 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
     }
     if let Some(m) = p.user.umask {
         unsafe { libc::umask(m as libc::mode_t) };
+    }
+    // With no_new_privs, a notify listener must still reach the runtime before
+    // `Ready`, so its filter cannot wait for `exec`: load it here, after the uid
+    // switch, capabilities, chdir and umask, so none of those is filtered.
+    if let Some(f) = p
+        .seccomp
+        .as_ref()
+        .filter(|f| p.no_new_privs && f.listener().is_some())
+    {
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
+        }
+        listener = f.load().context("linux.seccomp: load the filter")?;
+        seccomp_loaded = true;
     }
     Ok(Resolved {
         exe,
@@ -239,7 +246,11 @@ pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
         // The Rust runtime ignores SIGPIPE; an ignored signal would survive exec.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+    // Already set when a listener's filter was loaded early: the filter may deny prctl.
+    if p.no_new_privs
+        && !r.seccomp_loaded
+        && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0
+    {
         return Err(std::io::Error::last_os_error()).context("process.noNewPrivileges: prctl");
     }
     p.attrs.apply_late()?;
@@ -309,6 +320,21 @@ fn executable(path: &CStr) -> bool {
         && unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0
 }
 
+/// An errno's text as Go prints it ("no such file or directory"), without Rust's
+/// capital letter and "(os error N)".
+fn errno_text(e: &std::io::Error) -> String {
+    let Some(n) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    // SAFETY: strerror returns a static, NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(libc::strerror(n)) }.to_string_lossy();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => s.into_owned(),
+    }
+}
+
 /// Resolves args[0] as execvp would, with the container's PATH, before the process
 /// is reported ready, so a missing binary fails `create`/`exec` with a clear error.
 fn find_executable(p: &Process) -> Result<CString> {
@@ -320,7 +346,18 @@ fn find_executable(p: &Process) -> Result<CString> {
         if executable(arg0) {
             return Ok(arg0.clone());
         }
-        bail!("process.args[0]: exec: {:?}: no such executable file", arg0);
+        // Go's exec.LookPath wording, which runc reports: Podman and Docker map
+        // "no such file or directory" to exit 127 and "permission denied" to 126.
+        // A directory is "permission denied" too, as runc 1.1 says (Podman 4.3
+        // knows no "is a directory" and would report a bare runtime error).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let why = if unsafe { libc::stat(arg0.as_ptr(), &mut st) } != 0 {
+            let e = std::io::Error::last_os_error();
+            format!("stat {}: {}", arg0.to_string_lossy(), errno_text(&e))
+        } else {
+            "permission denied".to_string()
+        };
+        bail!("process.args[0]: exec: {:?}: {why}", arg0);
     }
     for dir in p.path_env.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };

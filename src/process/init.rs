@@ -73,17 +73,18 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
                 .with_context(|| format!("join cgroup: write {}", t.to_string_lossy()));
         }
     }
+    let mut k = namespaces::Kernel::new(&p.ns)?;
     // Until execve replaces it, this process is kraal's image inside the container:
     // keep its /proc entries (exe, fds, memory) out of the container's reach
     // (CVE-2019-5736 class). execve makes the user process dumpable again.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 
-    let mut k = namespaces::Kernel;
     namespaces::enter_user(&p.ns, &mut k)?;
     if p.ns.new_userns || p.ns.join_user.is_some() {
         become_root_in_userns()?;
     }
     namespaces::enter_rest(&p.ns, &mut k)?;
+    drop(k);
     if p.ns.extra_fork {
         fork_again(chan)?;
     }

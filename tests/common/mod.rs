@@ -519,9 +519,38 @@ pub fn umount(target: &Path) -> std::io::Result<()> {
 /// Asserts that kraal left nothing behind: the state root holds no container, no host
 /// mount mentions any of `paths` (bundles, temp dirs), and the test's cgroup parent
 /// holds no container cgroup in any hierarchy. (The parent itself may remain, as with
-/// runc, which removes only the container's own directory.)
+/// runc, which removes only the container's own directory: see `assert_clean_strict`.)
 #[track_caller]
 pub fn assert_clean(root: &Path, cgroup_parent: &str, paths: &[&Path]) {
+    let problems = clean_problems(root, cgroup_parent, paths);
+    assert!(
+        problems.is_empty(),
+        "kraal left things behind:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// `assert_clean`, and the test's cgroup parent is gone from every hierarchy: kraal
+/// removes the parents a create made once they are empty. Only for tests whose
+/// containers never overlap: a parent that already existed when a container was
+/// created (B created while A exists, A deleted first) is not that container's to
+/// remove, so it legitimately stays.
+#[track_caller]
+pub fn assert_clean_strict(root: &Path, cgroup_parent: &str, paths: &[&Path]) {
+    let mut problems = clean_problems(root, cgroup_parent, paths);
+    for d in cgroup_parent_dirs(cgroup_parent) {
+        if d.exists() {
+            problems.push(format!("cgroup parent left: {}", d.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "kraal left things behind:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+fn clean_problems(root: &Path, cgroup_parent: &str, paths: &[&Path]) -> Vec<String> {
     let mut problems = Vec::new();
     match fs::read_dir(root) {
         Ok(rd) => {
@@ -554,11 +583,7 @@ pub fn assert_clean(root: &Path, cgroup_parent: &str, paths: &[&Path]) {
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "kraal left things behind:\n  {}",
-        problems.join("\n  ")
-    );
+    problems
 }
 
 // ---------------------------------------------------------------------------
@@ -657,6 +682,30 @@ impl Bundle {
 
     pub fn set_args(&mut self, args: &[&str]) -> &mut Self {
         self.edit(|c| c["process"]["args"] = json!(args))
+    }
+
+    /// A new user namespace mapping 65536 ids from `base` on the host, with the
+    /// rootfs chowned to match so the container's root owns its files.
+    pub fn user_namespace(&mut self, base: u32) -> &mut Self {
+        let ok = std::process::Command::new("chown")
+            .args([
+                "-R",
+                &format!("{base}:{base}"),
+                self.rootfs.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown the rootfs to {base}");
+        self.edit(|c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            let map = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
+            c["linux"]["uidMappings"] = map.clone();
+            c["linux"]["gidMappings"] = map;
+        })
     }
 
     /// Adds a read-write bind mount of a host directory.
@@ -844,6 +893,13 @@ impl TestEnv {
     #[track_caller]
     pub fn assert_clean(&self) {
         assert_clean(&self.kraal.root, &self.cgroup_parent, &[&self.tmp]);
+    }
+
+    /// This test left nothing behind, not even its cgroup parent (see
+    /// `assert_clean_strict`: only for tests whose containers never overlap).
+    #[track_caller]
+    pub fn assert_clean_strict(&self) {
+        assert_clean_strict(&self.kraal.root, &self.cgroup_parent, &[&self.tmp]);
     }
 }
 

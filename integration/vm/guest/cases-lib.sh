@@ -7,7 +7,12 @@
 # (containers, cgroup dirs, processes, units and mounts it made) with a leak check.
 #
 # Set before sourcing: SUITE (name used in the report lines); KGLOBAL (global
-# flags every kraal call gets, e.g. --systemd-cgroup), optional.
+# flags every kraal call gets, e.g. --systemd-cgroup), optional. With
+# --systemd-cgroup, `bundle` gives containers a systemd cgroupsPath and `cgdir`
+# names their scope's directory, so the same cases run under either driver.
+#
+# A suite runs its cases with `run_cases`, which first prints `CASES N`: the host
+# fails the step unless N > 0 and exactly N PASS/FAIL/SKIP lines follow.
 
 KRAAL=${KRAAL:-$(cat /vm/kraal-path)}
 KGLOBAL=${KGLOBAL:-}
@@ -29,6 +34,30 @@ OWN_DIR=$CGROOT${OWN_CG%/}
 # Relative cgroup parent of this suite's containers.
 PARENT=kraal-vm-$SUITE
 PARENT_DIR=$OWN_DIR/$PARENT
+# The systemd driver: containers get cgroupsPath system.slice:kraal-SUITE:ID, the
+# transient scope kraal-SUITE-ID.scope in system.slice.
+case " $KGLOBAL " in
+*" --systemd-cgroup "*) SDDRIVER=1 ;;
+*) SDDRIVER="" ;;
+esac
+
+# cgpath ID: the cgroupsPath `bundle` gives container ID.
+cgpath() {
+	if [ -n "$SDDRIVER" ]; then
+		echo "system.slice:kraal-$SUITE:$1"
+	else
+		echo "$PARENT/$1"
+	fi
+}
+
+# cgdir ID: the cgroup directory of container ID (created by `bundle`).
+cgdir() {
+	if [ -n "$SDDRIVER" ]; then
+		echo "$CGROOT/system.slice/kraal-$SUITE-$1.scope"
+	else
+		echo "$PARENT_DIR/$1"
+	fi
+}
 
 up() { cut -d' ' -f1 /proc/uptime; }
 
@@ -52,7 +81,7 @@ k() {
 	ERR=$W/io/$NCALL.err
 	echo "+ kraal $KGLOBAL $*" >"$W/io/$NCALL.cmd"
 	# shellcheck disable=SC2086 # KGLOBAL holds flags
-	timeout "$CMD_TIMEOUT" "$KRAAL" --root "$ROOT" $KGLOBAL "$@" >"$OUT" 2>"$ERR" </dev/null
+	timeout -k 10 "$CMD_TIMEOUT" "$KRAAL" --root "$ROOT" $KGLOBAL "$@" >"$OUT" 2>"$ERR" </dev/null
 }
 
 # kok ARGS...: kraal must succeed.
@@ -137,9 +166,10 @@ make_template() {
 }
 make_template
 
-# bundle NAME SCRIPT: a bundle in $W/NAME running `sh -c SCRIPT`, id NAME, with
-# cgroupsPath PARENT/NAME and the host dir $W/NAME/shared bound at /shared.
-# Sets B (bundle dir), ID, SHARED.
+# bundle NAME SCRIPT [CGROUPSPATH]: a bundle in $W/NAME running `sh -c SCRIPT`, id
+# NAME, with the host dir $W/NAME/shared bound at /shared, and cgroupsPath
+# CGROUPSPATH ("null": none), by default `cgpath NAME` (under the systemd driver its
+# scope is registered for cleanup). Sets B (bundle dir), ID, SHARED.
 bundle() {
 	ID=$1
 	B=$W/b-$ID
@@ -148,10 +178,16 @@ bundle() {
 	mkdir -p "$B" "$SHARED"
 	cp -a "$TEMPLATE" "$B/rootfs"
 	kok spec -b "$B"
+	cg=${3:-$(cgpath "$ID")}
 	edit ".process.terminal = false | .process.args = [\"sh\", \"-c\", \$s] |
 		.root.readonly = false | .linux.cgroupsPath = \$cg |
 		.mounts += [{destination: \"/shared\", type: \"bind\", source: \$sh, options: [\"rbind\", \"rw\"]}]" \
-		--arg s "$2" --arg cg "$PARENT/$ID" --arg sh "$SHARED"
+		--arg s "$2" --arg cg "$cg" --arg sh "$SHARED"
+	if [ "$cg" = null ]; then
+		edit 'del(.linux.cgroupsPath)'
+	elif [ -z "${3:-}" ] && [ -n "$SDDRIVER" ]; then
+		register_unit "kraal-$SUITE-$ID.scope"
+	fi
 }
 
 # edit JQ-FILTER [JQ-ARGS...]: edits $B/config.json.
@@ -176,6 +212,19 @@ init_pid() {
 cgdir_of() {
 	p=$(sed -n 's/^0:://p' "/proc/$1/cgroup" 2>/dev/null)
 	[ -n "$p" ] && echo "$CGROOT${p%/}"
+}
+
+# need_cgdir DIR ID: dies unless DIR (the cgroup of container ID) exists, saying what
+# became of the container (and of its scope, under the systemd driver).
+need_cgdir() {
+	[ -d "$1" ] && return 0
+	k state "$2"
+	echo "  state: $(tr '\n' ' ' <"$OUT") $(cat "$ERR")"
+	if [ -n "$SDDRIVER" ]; then
+		systemctl status --no-pager "kraal-$SUITE-$2.scope" 2>&1 | sed 's/^/  | /'
+	fi
+	p=$(jq -r .pid "$OUT" 2>/dev/null)
+	die "no cgroup $1; the init (${p:-?}) is in $(cat "/proc/$p/cgroup" 2>&1)"
 }
 
 # in_procs DIR PID: PID is listed in DIR/cgroup.procs.
@@ -260,14 +309,29 @@ CASE_CGROUPS=""
 CASE_UNITS=""
 CASE_MOUNTS=""
 
+# A case still running after this many seconds gets its log so far printed (a hang
+# then shows where it is before the step or the VM times out).
+CASE_SLOW=${CASE_SLOW:-180}
+
 # run_case NAME: runs case_NAME in a subshell; prints PASS, FAIL (with its log) or
 # SKIP, then cleans up. A case that passes but leaves containers or cgroups fails.
 run_case() {
 	name=$1
 	log=$W/case-$name.log
 	t0=$(up)
-	(case_"$name") >"$log" 2>&1
+	(case_"$name") >"$log" 2>&1 &
+	cpid=$!
+	(
+		sleep "$CASE_SLOW"
+		if kill -0 "$cpid" 2>/dev/null; then
+			echo "SLOW $SUITE:$name: still running after ${CASE_SLOW}s; its log so far:"
+			tail -n 25 "$log" | sed 's/^/    /'
+		fi
+	) &
+	wpid=$!
+	wait "$cpid"
 	rc=$?
+	kill "$wpid" 2>/dev/null
 	# Whatever the case registered for cleanup is in its log (subshell variables are lost).
 	CASE_PIDS=$(sed -n 's/^CLEANUP-PID //p' "$log")
 	CASE_CGROUPS=$(sed -n 's/^CLEANUP-CGROUP //p' "$log")
@@ -294,14 +358,33 @@ run_case() {
 }
 
 # register_pid PID / register_cgroup DIR: cleaned up after the case, pass or fail.
-register_pid() { echo "CLEANUP-PID $1"; }
-register_cgroup() { echo "CLEANUP-CGROUP $1"; }
+# (On stderr, which goes to the case's log also from inside a $(...).)
+register_pid() { echo "CLEANUP-PID $1" >&2; }
+register_cgroup() { echo "CLEANUP-CGROUP $1" >&2; }
 # register_unit UNIT: a systemd unit stopped (and reset) after the case; a case
 # that passes with the unit still loaded fails.
-register_unit() { echo "CLEANUP-UNIT $1"; }
+register_unit() { echo "CLEANUP-UNIT $1" >&2; }
 # register_mount DIR: unmounted after the case (after its containers are deleted); a
 # case that passes with DIR still mounted fails.
-register_mount() { echo "CLEANUP-MOUNT $1"; }
+register_mount() { echo "CLEANUP-MOUNT $1" >&2; }
+
+# EXTRA_CASES: result lines a suite prints besides its cases' (zone-cases.sh's
+# cleanup check), counted into CASES.
+EXTRA_CASES=0
+
+# run_cases CASE...: prints `CASES N` (the host checks that N results follow; N = 0
+# is a failure there, not a pass) and runs each case.
+run_cases() {
+	echo "CASES $(($# + EXTRA_CASES))"
+	for c in "$@"; do
+		run_case "$c"
+	done
+}
+
+# all_cases SCRIPT: the case names defined in SCRIPT, in file order.
+all_cases() {
+	sed -n 's/^case_\([a-z0-9_]*\)() {$/\1/p' "$1"
+}
 
 suite_end() {
 	rm_cgroup_tree "$PARENT_DIR"

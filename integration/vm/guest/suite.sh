@@ -3,7 +3,8 @@
 # step a line) and runs each step, printing what the host parses:
 #   KVM-BEGIN STEP UPTIME / KVM-EXIT STEP RC UPTIME around each step,
 #   libtest's own lines (test NAME ... ok|FAILED|ignored) for Rust test binaries,
-#   PASS/FAIL/SKIP lines for the scenario scripts, KVM-SKIP for planned skips.
+#   CASES N and then N PASS/FAIL/SKIP lines for a scenario script (the host checks
+#   the count), KVM-SKIP for planned skips.
 # Plan lines:  rust NAME [--skip TEST]...   (a test binary in /vm/tests)
 #              cases SCRIPT [CASE]...        (a scenario script in /vm)
 #              skip WHAT: WHY                (reported, not run)

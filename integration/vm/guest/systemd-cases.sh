@@ -33,12 +33,7 @@ gone() {
 # sdbundle NAME SCRIPT CGROUPSPATH: a bundle (see `bundle`) whose cgroupsPath is
 # CGROUPSPATH; "null" removes the field.
 sdbundle() {
-	bundle "$1" "$2"
-	if [ "$3" = null ]; then
-		edit 'del(.linux.cgroupsPath)'
-	else
-		edit '.linux.cgroupsPath = $p' --arg p "$3"
-	fi
+	bundle "$1" "$2" "$3"
 }
 
 case_system_is_running() {
@@ -262,9 +257,7 @@ case_driver_refuses_bad_paths_cleanly() {
 
 if [ $# -eq 0 ]; then
 	# shellcheck disable=SC2046 # one word per case name
-	set -- $(sed -n 's/^case_\([a-z0-9_]*\)() {$/\1/p' /vm/systemd-cases.sh)
+	set -- $(all_cases /vm/systemd-cases.sh)
 fi
-for c in "$@"; do
-	run_case "$c"
-done
+run_cases "$@"
 suite_end

@@ -397,16 +397,16 @@ case_down_leaves_nothing() {
 
 if [ $# -eq 0 ]; then
 	# shellcheck disable=SC2046 # one word per case name
-	set -- $(sed -n 's/^case_\([a-z0-9_]*\)() {$/\1/p' /vm/zone-cases.sh)
+	set -- $(all_cases /vm/zone-cases.sh)
 	if [ "$(cat /proc/1/comm)" != systemd ]; then
 		# Not a skip: a guest without systemd is not where these belong.
 		# shellcheck disable=SC2046 # one word per case name
 		set -- $(for c in "$@"; do case $c in systemd_driver_*) ;; *) echo "$c" ;; esac; done)
 	fi
 fi
-for c in "$@"; do
-	run_case "$c"
-done
+# The cleanup check below reports a result line of its own.
+EXTRA_CASES=1
+run_cases "$@"
 # A failed case can leave the zone up: take it down, and say so if even that fails.
 if [ -e "$UP_MARK" ] || [ -n "$(zone_leftovers)" ]; then
 	timeout 120 "$ZONE_SH" down "$NAME" --root "$ZROOT" >/dev/null 2>&1 </dev/null
@@ -419,5 +419,8 @@ if [ -n "$left" ]; then
 	echo "FAIL $SUITE:cleanup"
 	echo "$left" | sed 's/^/    left behind: /'
 	FAILED=$((FAILED + 1))
+else
+	echo "PASS $SUITE:cleanup"
+	PASSED=$((PASSED + 1))
 fi
 suite_end
