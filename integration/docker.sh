@@ -128,28 +128,19 @@ s_detached() {
 }
 
 s_run_it() {
-	local c=$TAG-tty rc
-	OUT=$(in_pty $'tty\necho $((6*7))\nexit 4\n' "$D" run -it --rm --name "$c" "${RUN[@]}" "$IMG" sh 2>&1)
-	rc=$?
-	printf '%s\n' "$OUT"
-	[ "$rc" = 4 ] || bail "docker run -it exited $rc, want 4: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
+	local c=$TAG-tty
+	pty_shell 4 "$D" run -it --rm --name "$c" "${RUN[@]}" "$IMG" sh
 	contains "$OUT" /dev/pts/0 "tty inside the container"
-	contains "$OUT" 42 "shell output through the pty"
 }
 
 # exec -it through a pty, and the exit codes Docker derives from the runtime's error
 # text, as with runc: `run` gives 127 for a command that does not exist; Docker 20.10's
 # `exec` reports 126 for any process that could not be started.
 s_exec_it_missing_command() {
-	local c=$TAG-execit rc
+	local c=$TAG-execit
 	expect_rc 0 "$D" run -d --name "$c" "${RUN[@]}" "$IMG" sh -c "$TERM_TRAP"
 	wait_ready "$c"
-	OUT=$(in_pty $'tty\necho $((6*7))\nexit 6\n' "$D" exec -it "$c" sh 2>&1)
-	rc=$?
-	printf '%s\n' "$OUT"
-	[ "$rc" = 6 ] || bail "docker exec -it exited $rc, want 6: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
-	contains "$OUT" /dev/pts/ "tty of the exec process"
-	contains "$OUT" 42 "shell output through the pty"
+	pty_shell 6 "$D" exec -it "$c" sh
 	expect_rc 126 "$D" exec "$c" no-such-command
 	expect_rc 126 "$D" exec "$c" /no-such-command
 	expect_rc 126 "$D" exec "$c" /etc

@@ -458,6 +458,20 @@ make_oci_archive() {
 
 # ---- terminals ------------------------------------------------------------------------
 
+# pty_shell RC CMD...: runs CMD (a client starting `sh` in a container with a tty) on
+# a fresh pty, types `tty`, `echo $((6*7))`, `stty size` and `exit RC`, and checks the
+# exit code, that the shell has a pty and that its output came back. Sets OUT.
+pty_shell() {
+	local want=$1 rc
+	shift
+	OUT=$(in_pty $'tty\necho $((6*7))\nstty size\nexit '"$want"$'\n' "$@" 2>&1)
+	rc=$?
+	printf '%s\n' "$OUT"
+	[ "$rc" = "$want" ] || bail "$(basename "$1") ${2:-} exited $rc, want $want: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
+	contains "$OUT" /dev/pts/ "a pty inside the container"
+	contains "$OUT" 42 "shell output through the pty"
+}
+
 # in_pty INPUT CMD...: runs CMD on a fresh pty (util-linux script), typing
 # INPUT after a second; prints the terminal's output, returns CMD's status.
 in_pty() {

@@ -180,30 +180,21 @@ s_stop_timeout() {
 }
 
 s_run_it() {
-	local c rc
+	local c
 	c=$(cname tty)
-	OUT=$(in_pty $'tty\necho $((6*7))\nstty size\nexit 4\n' "$PM" run -it --rm --name "$c" "${RUN[@]}" "$IMG" sh 2>&1)
-	rc=$?
-	printf '%s\n' "$OUT"
-	[ "$rc" = 4 ] || bail "podman run -it exited $rc, want 4: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
+	pty_shell 4 "$PM" run -it --rm --name "$c" "${RUN[@]}" "$IMG" sh
 	contains "$OUT" /dev/pts/0 "tty inside the container"
-	contains "$OUT" 42 "shell output through the pty"
 }
 
 # exec -it through a pty into a running container, and the exit codes engines derive
 # from the runtime's error text: 127 for a command that does not exist (run and
 # exec), 126 for one that is not executable.
 s_exec_it_missing_command() {
-	local c rc
+	local c
 	c=$(cname execit)
 	expect_rc 0 "$PM" run -d --name "$c" "${RUN[@]}" "$IMG" sh -c "$TERM_TRAP"
 	wait_ready "$c"
-	OUT=$(in_pty $'tty\necho $((6*7))\nexit 6\n' "$PM" exec -it "$c" sh 2>&1)
-	rc=$?
-	printf '%s\n' "$OUT"
-	[ "$rc" = 6 ] || bail "podman exec -it exited $rc, want 6: $(printf '%s' "$OUT" | tail -n 2 | tr '\r\n' '  ')"
-	contains "$OUT" /dev/pts/ "tty of the exec process"
-	contains "$OUT" 42 "shell output through the pty"
+	pty_shell 6 "$PM" exec -it "$c" sh
 	expect_rc 127 "$PM" exec "$c" /no-such-command
 	expect_rc 127 "$PM" exec "$c" no-such-command
 	expect_rc 126 "$PM" exec "$c" /etc

@@ -1056,7 +1056,8 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let saved = dir
         .load()?
         .ok_or_else(|| anyhow!("container {id:?} is still being created"))?;
-    if dir.status(Some(&saved)) == Status::Stopped {
+    let status = dir.status(Some(&saved));
+    if status == Status::Stopped {
         // containerd sends `kill --all` to tasks that may have exited: not an error.
         if all {
             return Ok(());
@@ -1072,7 +1073,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     if !state::process_alive(saved.pid, saved.init_start) {
         bail!("container {id:?} is not running");
     }
-    if dir.status(Some(&saved)) == Status::Running {
+    if status == Status::Running {
         wait_for_handler(saved.pid, sig);
     }
     sys::pidfd_send_signal(pfd.as_fd(), sig)

@@ -592,14 +592,7 @@ fn absolute_cgroups_path_is_from_the_hierarchy_root() {
     cleanup.extend(tops.iter().cloned());
     t.on_drop(move || remove_cgroup_dirs(&cleanup));
 
-    t.create_start(&b);
-    let pid = t.k().pid(&id);
-    assert_init_in(&dirs, pid);
-    let pids_dir = dirs
-        .iter()
-        .find(|d| d.join("pids.max").exists())
-        .expect("a pids.max in one of the container's cgroups");
-    assert_eq!(read(pids_dir, "pids.max"), "20");
+    start_in(&t, &b, &dirs, 20);
     t.k().run(&["delete", "--force", &id]).ok();
     for d in &tops {
         assert!(
@@ -609,6 +602,18 @@ fn absolute_cgroups_path_is_from_the_hierarchy_root() {
         );
     }
     t.assert_clean();
+}
+
+/// Starts `b` and checks its init is in `dirs` (one per hierarchy) with the pids
+/// limit `limit` it was given.
+fn start_in(t: &TestEnv, b: &Bundle, dirs: &[PathBuf], limit: u32) {
+    t.create_start(b);
+    assert_init_in(dirs, t.k().pid(&b.id));
+    let pids_dir = dirs
+        .iter()
+        .find(|d| d.join("pids.max").exists())
+        .expect("a pids.max in one of the container's cgroups");
+    assert_eq!(read(pids_dir, "pids.max"), limit.to_string());
 }
 
 /// Without cgroupsPath the container's cgroup is named after its id, where a relative
@@ -630,14 +635,7 @@ fn absent_cgroups_path_is_named_after_the_id() {
     let cleanup = dirs.clone();
     t.on_drop(move || remove_cgroup_dirs(&cleanup));
 
-    t.create_start(&b);
-    let pid = t.k().pid(&id);
-    assert_init_in(&dirs, pid);
-    let pids_dir = dirs
-        .iter()
-        .find(|d| d.join("pids.max").exists())
-        .expect("a pids.max in one of the container's cgroups");
-    assert_eq!(read(pids_dir, "pids.max"), "21");
+    start_in(&t, &b, &dirs, 21);
     t.k().run(&["delete", "--force", &id]).ok();
     for d in &dirs {
         assert!(!d.exists(), "{} left after delete", d.display());
