@@ -339,7 +339,51 @@ fn symlink_at(dir: BorrowedFd, target: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes one device node (or FIFO) inside the rootfs.
+///
+/// The parent directory may be shared with a process that races us (a volume at
+/// /dev, or at a linux.devices path's directory): after mknodat the name is never
+/// used again. The node is born with its final mode (umask cleared around mknodat;
+/// this child is single-threaded), then opened O_PATH|O_NOFOLLOW and checked to be
+/// the node just made, and chown (and a chmod, only when chown cleared set-id bits)
+/// go through that fd. A symlink swapped in cannot redirect either to a host file.
 fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
+    /// chmod through the fd: fchmodat on /proc/thread-self/fd/N of a procfs checked
+    /// to be one (this runs before pivot_root, so it is the host's /proc), resolved
+    /// without crossing a mount. Works on kernels without fchmodat2 (6.1).
+    fn chmod_fd(fd: BorrowedFd, mode: u32) -> std::io::Result<()> {
+        let proc = sys::openat(None, c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: fstatfs(2) fills the struct it is given, for an fd we own.
+        if unsafe { libc::fstatfs(proc.as_raw_fd(), &mut sfs) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if sfs.f_type != libc::PROC_SUPER_MAGIC {
+            return Err(std::io::Error::other("/proc is not a procfs"));
+        }
+        let fds = sys::openat2(
+            proc.as_fd(),
+            c"thread-self/fd",
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_NO_XDEV | sys::RESOLVE_BENEATH,
+        )?;
+        let n = CString::new(fd.as_raw_fd().to_string()).map_err(std::io::Error::other)?;
+        // SAFETY: fchmodat(2) with a NUL-terminated name; the magic link names `fd`.
+        if unsafe { libc::fchmodat(fds.as_raw_fd(), n.as_ptr(), mode, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn fstat(fd: BorrowedFd) -> std::io::Result<libc::stat> {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat(2) fills the struct it is given, for an fd we hold.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
     let rel = safe_path::relative(&d.path);
     let label = format!("device /{}", rel.display());
     let parent = rel.parent().unwrap_or(Path::new(""));
@@ -348,25 +392,38 @@ fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
         safe_path::mkdir_all(root, parent, 0o755).with_context(|| format!("{label}: mkdir"))?;
     let cname = CString::new(name.as_encoded_bytes()).context("device name")?;
     // Replace whatever the image put there (a symlink must not redirect the node).
+    // SAFETY: unlinkat(2) of a NUL-terminated name in a directory fd we hold.
     unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
     let dev = libc::makedev(d.major as u32, d.minor as u32);
+    let perm = d.mode & 0o7777;
+    // SAFETY: umask(2) and mknodat(2) take plain values and a NUL-terminated name;
+    // the umask is restored at once (nothing else runs in this process meanwhile).
     let r = unsafe {
-        libc::mknodat(
-            dir.as_raw_fd(),
-            cname.as_ptr(),
-            d.kind | (d.mode & 0o7777),
-            dev,
-        )
-    };
-    if r != 0 {
+        let old = libc::umask(0);
+        let r = libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), d.kind | perm, dev);
         let e = std::io::Error::last_os_error();
+        libc::umask(old);
+        if r != 0 {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    };
+    if let Err(e) = r {
         if e.raw_os_error() != Some(libc::EPERM) || d.kind == libc::S_IFIFO {
             return Err(e).with_context(|| format!("{label}: mknod"));
         }
-        // In a user namespace mknod is refused: bind the host's node instead.
+        // In a user namespace mknod is refused: bind the host's node instead, onto
+        // the file created here (O_EXCL|O_NOFOLLOW), by its fd: the name is not
+        // looked up again, so a racing symlink cannot move the mount elsewhere.
         let host = PathBuf::from("/").join(&rel);
-        let t = safe_path::create_file(root, &rel, 0o644)
-            .with_context(|| format!("{label}: create bind target"))?;
+        let t = sys::openat(
+            Some(dir.as_fd()),
+            &cname,
+            libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY,
+            0o644,
+        )
+        .with_context(|| format!("{label}: create bind target"))?;
         let h = cstr(&host)?;
         sys::mount(
             Some(&h),
@@ -378,23 +435,40 @@ fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
         .with_context(|| format!("{label}: bind from host {}", host.display()))?;
         return Ok(());
     }
+    // From here on the node is used by fd only. It must be what mknodat made: the
+    // same type and device number, and no other name (a hard link to some other
+    // node would have more than one).
+    let fd = sys::openat(
+        Some(dir.as_fd()),
+        &cname,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )
+    .with_context(|| format!("{label}: open the new node"))?;
+    let st = fstat(fd.as_fd()).with_context(|| format!("{label}: stat the new node"))?;
+    if st.st_mode & libc::S_IFMT != d.kind
+        || (d.kind != libc::S_IFIFO && st.st_rdev != dev)
+        || st.st_nlink != 1
+    {
+        bail!("{label}: the new node was replaced while it was being made (a racing process in a shared directory?)");
+    }
+    // SAFETY: fchownat(2) with AT_EMPTY_PATH acts on the fd itself.
     if unsafe {
         libc::fchownat(
-            dir.as_raw_fd(),
-            cname.as_ptr(),
+            fd.as_raw_fd(),
+            c"".as_ptr(),
             d.uid,
             d.gid,
-            libc::AT_SYMLINK_NOFOLLOW,
+            libc::AT_EMPTY_PATH,
         )
     } != 0
     {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: chown"));
     }
-    // mknod applied the umask; the config's mode is what the spec asks for.
-    let fd = safe_path::open_nofollow(root, &rel).with_context(|| format!("{label}: reopen"))?;
-    let _ = fd;
-    if unsafe { libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), d.mode & 0o7777, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("{label}: chmod"));
+    // chown clears set-id bits: put back the config's mode, through the fd.
+    let st = fstat(fd.as_fd()).with_context(|| format!("{label}: stat the new node"))?;
+    if st.st_mode & 0o7777 != perm {
+        chmod_fd(fd.as_fd(), perm).with_context(|| format!("{label}: chmod"))?;
     }
     Ok(())
 }
