@@ -3,7 +3,7 @@
 //! containerd and Podman read the last `error` line of the log file to report why a
 //! runtime call failed, so the JSON shape (`level`, `msg`, `time`) must match runc's.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -49,15 +49,9 @@ static LOGGER: Mutex<Logger> = Mutex::new(Logger {
 /// Opens the log destination. Without a file, messages go to stderr.
 pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) -> std::io::Result<()> {
     let file = match path {
-        Some(p) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("open log file {}: {e}", p.display()))
-                })?,
-        ),
+        Some(p) => Some(open_log(p).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("open log file {}: {e}", p.display()))
+        })?),
         None => None,
     };
     if let Ok(mut l) = LOGGER.lock() {
@@ -66,6 +60,51 @@ pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) -> std:
         l.min = if debug { Level::Debug } else { Level::Info };
     }
     Ok(())
+}
+
+/// Opens the `--log` file for appending. Every call of a container's life (create,
+/// start, delete...) appends to the same file, so it cannot be created O_EXCL as
+/// other files kraal writes in caller-chosen places are; instead the directory is
+/// checked like theirs, a symlink at the path is refused (O_NOFOLLOW), and only a
+/// regular file or a FIFO is accepted (O_NONBLOCK while opening, so a FIFO without
+/// a reader fails instead of hanging kraal; blocking again for the writes).
+fn open_log(p: &std::path::Path) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileTypeExt;
+    let other = |e: anyhow::Error| std::io::Error::other(format!("{e:#}"));
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let dir = crate::state::open_trusted_dir(parent, "--log").map_err(other)?;
+    let name = p
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path has no file name"))?;
+    let name = crate::sys::cstr(std::path::Path::new(name))?;
+    // Relative to the checked directory: the path is not looked up a second time.
+    let f = File::from(crate::sys::openat(
+        Some(std::os::fd::AsFd::as_fd(&dir)),
+        &name,
+        libc::O_WRONLY
+            | libc::O_CREAT
+            | libc::O_APPEND
+            | libc::O_NOFOLLOW
+            | libc::O_NONBLOCK
+            | libc::O_NOCTTY,
+        0o644,
+    )?);
+    let t = f.metadata()?.file_type();
+    if !t.is_file() && !t.is_fifo() {
+        return Err(std::io::Error::other("not a regular file or a FIFO"));
+    }
+    // SAFETY: F_GETFL/F_SETFL on the descriptor `f` owns.
+    unsafe {
+        let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        if fl < 0 || libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
 }
 
 /// True when log lines go to a file rather than stderr.

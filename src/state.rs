@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
@@ -127,14 +127,102 @@ pub fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/kraal");
+/// The state root when `--root` is not given: /run/kraal for root; for anyone else
+/// $XDG_RUNTIME_DIR/kraal, or /run/user/<uid>/kraal when that runtime directory is
+/// the user's own. Never a shared directory such as /tmp, where another user could
+/// make the root first and fill it with forged state (and hooks) that `delete` runs.
+pub fn default_root() -> Result<PathBuf> {
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        return Ok(PathBuf::from("/run/kraal"));
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("kraal"),
-        _ => PathBuf::from(format!("/tmp/kraal-{}", nix::unistd::geteuid())),
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("kraal"));
     }
+    let run = PathBuf::from(format!("/run/user/{euid}"));
+    match fs::symlink_metadata(&run) {
+        Ok(md)
+            if md.file_type().is_dir() && md.uid() == euid.as_raw() && md.mode() & 0o022 == 0 =>
+        {
+            Ok(run.join("kraal"))
+        }
+        _ => bail!(
+            "no state root: $XDG_RUNTIME_DIR is not set and {} is not a directory owned by \
+             uid {euid} that only it can write; set XDG_RUNTIME_DIR or pass --root",
+            run.display()
+        ),
+    }
+}
+
+/// The state root to use (`--root`, else [`default_root`]), made 0700 if missing and
+/// checked before anything in it is read or written: it must belong to the caller
+/// and be writable by nobody else, or its contents (state.json with hooks, the
+/// container directories) could have been planted by another user.
+pub fn prepare_root(explicit: Option<&Path>) -> Result<PathBuf> {
+    let root = match explicit {
+        Some(r) => r.to_path_buf(),
+        None => default_root()?,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .with_context(|| format!("create state root {}", root.display()))?;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&root)
+        .with_context(|| format!("open state root {}", root.display()))?;
+    let md = f
+        .metadata()
+        .with_context(|| format!("stat state root {}", root.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if md.uid() != euid {
+        bail!(
+            "state root {} is owned by uid {}, not by uid {euid} running kraal: refusing to use it",
+            root.display(),
+            md.uid()
+        );
+    }
+    if md.mode() & 0o022 != 0 {
+        bail!(
+            "state root {} has mode {:o}: group or others may write it, refusing to use it",
+            root.display(),
+            md.mode() & 0o7777
+        );
+    }
+    Ok(root)
+}
+
+/// Opens `dir`, a directory kraal is about to create a file in at a caller-chosen
+/// place (`--pid-file`, `--log`), and checks that no other user can shape its
+/// entries: it belongs to root or to the caller, and group or others may write it
+/// only when it is sticky (then they cannot replace entries they do not own).
+pub fn open_trusted_dir(dir: &Path, what: &str) -> Result<OwnedFd> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .with_context(|| format!("{what}: open directory {}", dir.display()))?;
+    let md = f
+        .metadata()
+        .with_context(|| format!("{what}: stat directory {}", dir.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if md.uid() != 0 && md.uid() != euid {
+        bail!(
+            "{what}: directory {} is owned by uid {} (neither root nor uid {euid}): refusing to write there",
+            dir.display(),
+            md.uid()
+        );
+    }
+    if md.mode() & 0o022 != 0 && md.mode() & libc::S_ISVTX == 0 {
+        bail!(
+            "{what}: directory {} has mode {:o}: group or others may write it and it is not sticky, refusing to write there",
+            dir.display(),
+            md.mode() & 0o7777
+        );
+    }
+    Ok(OwnedFd::from(f))
 }
 
 /// A container's directory under the state root, with its lock held (except for
@@ -273,24 +361,85 @@ impl Dir {
     }
 }
 
+/// A name no other user can guess ahead of time, for a temporary file.
+fn random_suffix() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most b.len() bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Still unique enough with O_EXCL retries: the name is only a hint, and
+        // O_EXCL|O_NOFOLLOW is what keeps a planted file or symlink from being used.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Replaces `path` with `data`: a reader sees the old or the new file, never half.
+///
+/// The file is written as root in a place the caller chose (`--pid-file`) or in the
+/// state root, so nothing there is trusted: the directory is checked
+/// ([`open_trusted_dir`]), the temporary file gets an unguessable name and is created
+/// O_EXCL|O_NOFOLLOW (a planted file or symlink makes it pick another name, never
+/// write through it), and renameat(2) relative to the checked directory puts it in
+/// place (replacing a symlink at `path` itself, not what it points to).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name() else {
+        bail!("write {}: the path has no file name", path.display());
+    };
+    let what = format!("write {}", path.display());
+    let dir = open_trusted_dir(parent, &what)?;
+    let cname = crate::sys::cstr(Path::new(name)).with_context(|| what.clone())?;
+    let mut tries = 0;
+    let (tmp, f) = loop {
+        let tmp = format!(".{}.{:016x}.tmp", name.to_string_lossy(), random_suffix());
+        let ctmp = std::ffi::CString::new(tmp.clone()).with_context(|| what.clone())?;
+        match crate::sys::openat(
+            Some(dir.as_fd()),
+            &ctmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            mode,
+        ) {
+            Ok(f) => break (ctmp, fs::File::from(f)),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 16 => tries += 1,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("{what}: create temporary file {}/{tmp}", parent.display())
+                })
+            }
+        }
+    };
     let r = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = f;
         f.write_all(data)?;
         // No fsync: the state root is a tmpfs (/run) in normal use, and rename alone
         // already gives readers the old or the new file, never half of one.
-        fs::rename(&tmp, path)
+        // SAFETY: both names are NUL-terminated and both fds are the open directory.
+        let r = unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     })();
     if r.is_err() {
-        let _ = fs::remove_file(&tmp);
+        // SAFETY: unlinkat(2) of the temporary name this call created, in `dir`.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
     }
-    r.with_context(|| format!("write {}", path.display()))
+    r.with_context(|| what.clone())
 }
 
 /// Waits (bounded by `limit`) until `pid` is no longer runnable: it has run its

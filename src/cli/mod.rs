@@ -233,7 +233,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         print!("{}", version());
         return Ok(0);
     }
-    let root = cli.root.clone().unwrap_or_else(crate::state::default_root);
     let rootless = match cli.rootless.as_str() {
         "true" => true,
         "false" => false,
@@ -243,6 +242,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         use clap::CommandFactory;
         Cli::command().print_help().context("print help")?;
         return Ok(0);
+    };
+    // Checked (and made) only for the commands that keep state in it.
+    let root = if matches!(cmd, Command::Spec { .. } | Command::Features) {
+        PathBuf::new()
+    } else {
+        crate::state::prepare_root(cli.root.as_deref())?
     };
     match cmd {
         Command::Create(a) => {
