@@ -158,6 +158,9 @@ fn ns_file(t: LinuxNamespaceType) -> &'static str {
 
 struct Plan {
     user_ns: Option<OwnedFd>,
+    /// The init's root directory (/proc/<init>/root, opened from the host's procfs):
+    /// the exec process ends up there whatever namespaces the container has.
+    root: OwnedFd,
     others: Vec<(i32, OwnedFd)>,
     process: Process,
     console_socket: Option<RawFd>,
@@ -191,7 +194,15 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
 
     // The init's namespaces, opened now and pinned by fd; then make sure the pid
     // still names the init (not a reused pid).
+    // Without a mount namespace (or with --no-pivot) the init is only chrooted into
+    // the rootfs: joining its namespaces alone would leave the exec process in the
+    // host's root. Its root directory is pinned here, before the pid is checked.
+    let root_path = format!("/proc/{}/root", saved.pid);
+    let root_c = std::ffi::CString::new(root_path.clone()).context("init root path")?;
+    let init_root = sys::openat(None, &root_c, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .with_context(|| format!("open the init's root {root_path}"))?;
     let mut plan = Plan {
+        root: init_root,
         user_ns: None,
         others: Vec::new(),
         process,
@@ -509,6 +520,18 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     for (flag, fd) in &p.others {
         sys::setns(fd.as_fd(), *flag).with_context(|| format!("setns namespace {flag:#x}"))?;
+    }
+    // Into the init's root: after setns(mnt), which resets root and cwd to the mount
+    // namespace's root (the host's / for a --no-pivot container, whose init chrooted
+    // into the rootfs) and would undo an earlier chroot; and also when there is no
+    // mount namespace to join at all.
+    // SAFETY: fchdir(2) on an fd this process holds open.
+    if unsafe { libc::fchdir(p.root.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("fchdir to the container's root");
+    }
+    // SAFETY: chroot(2) with a NUL-terminated path.
+    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("chroot to the container's root");
     }
     // The pid namespace applies to children: the grandchild is the exec'd process.
     let pid = unsafe { libc::fork() };
