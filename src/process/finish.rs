@@ -6,6 +6,7 @@ use crate::capabilities;
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::{CStr, CString};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 #[derive(Debug, Default, Clone)]
@@ -221,19 +222,60 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
     })
 }
 
-/// The home directory of `uid` in the container's /etc/passwd, "/" when unknown.
+/// At most this much of the container's /etc/passwd is read: the file is the
+/// container's, and a huge one must not make kraal's memory or time grow with it.
+const PASSWD_LIMIT: u64 = 4 << 20;
+
+/// Opens a file of the container for reading, refusing what could hang or flood the
+/// reader: resolved inside the current root (RESOLVE_IN_ROOT, no magic links, so a
+/// symlink cannot lead out of it), opened O_NONBLOCK (a FIFO's open does not wait
+/// for a writer), and accepted only when it is a regular file (not a FIFO, a device
+/// such as /dev/zero, a socket or a directory).
+fn open_container_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let root = sys::openat(None, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let rel = crate::fs::safe_path::relative(path);
+    let fd = sys::openat2(
+        root.as_fd(),
+        &sys::cstr(&rel)?,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
+    )?;
+    let f = std::fs::File::from(fd);
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, "/" when unknown
+/// (also when the file is missing, not a regular file, or has no such entry in its
+/// first [`PASSWD_LIMIT`] bytes).
 fn home_of(uid: u32) -> String {
-    let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else {
+    use std::io::{BufRead, Read};
+    let Ok(f) = open_container_file(std::path::Path::new("/etc/passwd")) else {
         return "/".into();
     };
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".into())
+    let mut lines = std::io::BufReader::new(f.take(PASSWD_LIMIT));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Bytes, not a String: one bad byte elsewhere must not hide the entry.
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return "/".into(),
+            Ok(_) => {}
+        }
+        let l = String::from_utf8_lossy(&line);
+        let f: Vec<&str> = l.trim_end_matches('\n').split(':').collect();
+        if f.len() >= 6 && f[2].parse() == Ok(uid) {
+            return if f[5].is_empty() {
+                "/".into()
+            } else {
+                f[5].to_string()
+            };
+        }
+    }
 }
 
 /// The very last steps: clean signal state, only the kept fds, no_new_privs,
@@ -288,10 +330,33 @@ fn check_cwd() -> Result<()> {
     Ok(())
 }
 
+/// Whether /proc/self/setgroups says "deny". The /proc here is the container's,
+/// which it may have shaped (an exec joins a running container): the file is read
+/// without blocking, only from a real procfs, and only its first bytes; anything
+/// else counts as "allow", and setgroups(2) then reports what the kernel says.
+fn setgroups_denied() -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/proc/self/setgroups")
+    else {
+        return false;
+    };
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs(2) fills the struct it is given, for an fd `f` owns.
+    if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&f), &mut sfs) } != 0
+        || sfs.f_type != libc::PROC_SUPER_MAGIC
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let n = f.take(buf.len() as u64).read(&mut buf).unwrap_or(0);
+    buf[..n].trim_ascii() == b"deny"
+}
+
 fn set_user(u: &User) -> Result<()> {
-    let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
-        .unwrap_or(true);
+    let setgroups_allowed = !setgroups_denied();
     if setgroups_allowed {
         let gids: &[libc::gid_t] = &u.additional_gids;
         if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
