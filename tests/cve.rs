@@ -268,3 +268,266 @@ fn cve_2025_52565_console_symlink_refused() {
     assert_eq!(std::fs::read(dev.join("target")).unwrap(), b"untouched");
     t.assert_clean();
 }
+
+/// Device-node chmod race: a process that can write the directory a device node is
+/// made in (a shared volume at /dev, or at a linux.devices path's directory) swaps the
+/// new node for a symlink to a host file between mknod and chmod. The host file's mode
+/// must never change: kraal acts on the node by fd only, never by name again.
+#[test]
+fn device_node_race_never_chmods_a_host_file() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let t = TestEnv::new();
+    let vol = t.dir("shared-vol");
+    let scratch = t.dir("host-side").join("secret");
+    std::fs::write(&scratch, b"host file").unwrap();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let v = vol.to_str().unwrap().to_string();
+    let node = |path: &str| json!({"path": path, "type": "c", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 0, "gid": 0});
+    // A: the volume is the container's /dev; B: it is a linux.devices path's directory.
+    let mut a = t.bundle(&["true"]);
+    a.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.retain(|m| !m["destination"].as_str().unwrap_or("").starts_with("/dev"));
+        m.push(json!({"destination": "/dev", "type": "bind", "source": v, "options": ["rbind"]}));
+        c["linux"]["devices"] = json!([node("/dev/null")]);
+    });
+    let mut b = t.bundle(&["true"]);
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/data", "type": "bind", "source": v, "options": ["rbind"]}));
+        c["linux"]["devices"] = json!([node("/data/null")]);
+    });
+    // The racer: a symlink to the host file renamed over the node, in a tight loop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        let (vol, scratch) = (vol.clone(), scratch.clone());
+        std::thread::spawn(move || {
+            let (tmp, node) = (vol.join(".swap"), vol.join("null"));
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&tmp);
+                if symlink(&scratch, &tmp).is_ok() && std::fs::rename(&tmp, &node).is_ok() {
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let mode = || std::fs::metadata(&scratch).unwrap().permissions().mode() & 0o7777;
+    let (mut created, mut changed) = (0, None);
+    for i in 0..300 {
+        let bd = if i % 2 == 0 { &a } else { &b };
+        let o = t
+            .k()
+            .run(&["create", "--bundle", bd.dir.to_str().unwrap(), &bd.id]);
+        if o.success() {
+            created += 1;
+        }
+        t.k().run(&["delete", "--force", &bd.id]);
+        if mode() != 0o600 {
+            changed = Some((i, mode()));
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    eprintln!("{created} creates succeeded; the racer swapped {swaps} times");
+    assert!(swaps > 0, "the racer never ran");
+    assert_eq!(
+        changed, None,
+        "a host file's mode was changed through a swapped device node (create #, mode)"
+    );
+    t.assert_clean();
+}
+
+/// Runs kraal (with `args`) under a pid the test knows before kraal starts: a shell
+/// started with stdin piped learns it, and execs kraal once the test has set up
+/// what it wants (`plant`, given that pid). Returns kraal's output.
+fn kraal_with_known_pid(t: &TestEnv, args: &[&str], plant: impl FnOnce(u32)) -> Out {
+    use std::io::Write;
+    let io = t.dir("io-known-pid");
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg("read _ && exec \"$0\" \"$@\"")
+        .arg(kraal_bin())
+        .arg("--root")
+        .arg(&t.k().root)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(io.join("out")).unwrap())
+        .stderr(std::fs::File::create(io.join("err")).unwrap());
+    let mut child = c.spawn().unwrap();
+    plant(child.id());
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let status = match wait_timeout(&mut child, CMD_TIMEOUT) {
+        Ok(Some(st)) => st,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kraal {args:?} timed out");
+        }
+    };
+    Out {
+        what: format!("kraal {args:?}"),
+        status,
+        stdout: std::fs::read_to_string(io.join("out")).unwrap_or_default(),
+        stderr: std::fs::read_to_string(io.join("err")).unwrap_or_default(),
+        stdout_path: io.join("out"),
+        stderr_path: io.join("err"),
+    }
+}
+
+/// `--pid-file` (and `--log`) are written as root in a directory the caller chose,
+/// where another user may have planted symlinks: at the pid file's temporary name,
+/// at the pid file itself, at the log file. None of them is written through; a
+/// directory that others may write (not sticky) is refused.
+#[test]
+fn pid_file_and_log_never_write_through_planted_symlinks() {
+    let t = TestEnv::new();
+    let dir = t.dir("pidfiles");
+    let scratch = t.dir("host-side").join("precious");
+    std::fs::write(&scratch, b"precious").unwrap();
+    let b = t.bundle(&["sleep", "300"]);
+    let pf = dir.join("ctr.pid");
+    let args = [
+        "create",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ];
+    // The temporary name 9f4dbed used (stem.tmp<pid>), and the pid file itself.
+    let o = kraal_with_known_pid(&t, &args, |pid| {
+        symlink(&scratch, dir.join(format!("ctr.tmp{pid}"))).unwrap();
+        symlink(&scratch, &pf).unwrap();
+    });
+    o.ok();
+    assert_eq!(
+        std::fs::read(&scratch).unwrap(),
+        b"precious",
+        "kraal wrote the pid file through a planted symlink"
+    );
+    let pid = t.k().pid(&b.id);
+    assert!(
+        !std::fs::symlink_metadata(&pf).unwrap().is_symlink(),
+        "the pid file is still the planted symlink"
+    );
+    assert_eq!(std::fs::read_to_string(&pf).unwrap(), pid.to_string());
+    t.k().run(&["delete", "--force", &b.id]).ok();
+
+    // --log: every call appends to it, so it cannot be created O_EXCL; a symlink
+    // there is refused instead of followed.
+    let log = dir.join("log.json");
+    symlink(&scratch, &log).unwrap();
+    t.k()
+        .run(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--debug",
+            "state",
+            "no-such-ctr",
+        ])
+        .fails()
+        .stderr_has(log.to_str().unwrap());
+    assert_eq!(
+        std::fs::read(&scratch).unwrap(),
+        b"precious",
+        "log written through a symlink"
+    );
+
+    // A directory anyone may write (not sticky) is refused, naming it.
+    let open = t.dir("world-writable");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pf2 = open.join("ctr.pid");
+    let b2 = t.bundle(&["sleep", "300"]);
+    t.k()
+        .run(&[
+            "create",
+            "--pid-file",
+            pf2.to_str().unwrap(),
+            "--bundle",
+            b2.dir.to_str().unwrap(),
+            &b2.id,
+        ])
+        .fails()
+        .stderr_has(open.to_str().unwrap());
+    assert!(!pf2.exists());
+    t.assert_clean();
+}
+
+/// `exec` into a container without a mount namespace (its init is only chrooted),
+/// and into a --no-pivot one: the new process's / is the rootfs, never the host's.
+#[test]
+fn exec_without_mount_namespace_stays_in_the_rootfs() {
+    let t = TestEnv::new();
+    let secret = t.dir("host-only").join("secret");
+    std::fs::write(&secret, b"host secret").unwrap();
+    let secret = secret.to_str().unwrap().to_string();
+    let mut nomnt = t.bundle(&["sleep", "300"]);
+    nomnt.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        let l = c["linux"].as_object_mut().unwrap();
+        l.remove("maskedPaths");
+        l.remove("readonlyPaths");
+    });
+    let nopivot = t.bundle(&["sleep", "300"]);
+    for (b, extra) in [(&nomnt, None), (&nopivot, Some("--no-pivot"))] {
+        std::fs::write(b.rootfs.join("in-rootfs"), b"rootfs file").unwrap();
+        let mut args = vec!["create"];
+        args.extend(extra);
+        args.extend(["--bundle", b.dir.to_str().unwrap(), &b.id]);
+        t.k().run(&args).ok();
+        t.k().run(&["start", &b.id]).ok();
+        let o = t.k().run(&["exec", &b.id, "cat", &secret]);
+        assert!(
+            !o.stdout.contains("host secret"),
+            "exec ({extra:?}) read a host file: {o:?}"
+        );
+        o.fails();
+        let o = t.k().run(&["exec", &b.id, "cat", "/in-rootfs"]);
+        o.ok();
+        assert_eq!(
+            o.stdout, "rootfs file",
+            "exec ({extra:?}): / is not the rootfs"
+        );
+        t.k().run(&["delete", "--force", &b.id]).ok();
+    }
+    t.assert_clean();
+}
+
+/// The container's /etc/passwd is read for HOME when the process sets none: a FIFO
+/// there (open would wait for a writer) or a symlink to /dev/zero (endless) must not
+/// hang `exec` or grow kraal's memory: exec returns promptly with HOME=/.
+#[test]
+fn exec_home_lookup_survives_a_hostile_etc_passwd() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&["sleep", "300"]);
+    // Bounds the damage if the read is not bounded (the exec process joins this cgroup).
+    b.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}}));
+    t.create_start(&b);
+    let passwd = b.rootfs.join("etc/passwd");
+    let c = std::ffi::CString::new(passwd.to_str().unwrap()).unwrap();
+    for kind in ["dev-zero", "fifo"] {
+        std::fs::remove_file(&passwd).unwrap();
+        match kind {
+            // SAFETY: mkfifo(3) with a NUL-terminated path.
+            "fifo" => assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0),
+            _ => symlink("/dev/zero", &passwd).unwrap(),
+        }
+        let o = t
+            .k()
+            .run(&["exec", &b.id, "sh", "-c", "echo \"HOME=$HOME\""]);
+        o.ok();
+        assert_eq!(o.stdout_lines(), ["HOME=/"], "{kind}: {o:?}");
+    }
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.assert_clean();
+}

@@ -427,3 +427,74 @@ fn unprivileged_user_maps_a_range_via_newuidmap() {
     }
     t.assert_clean();
 }
+
+/// A state root another user could have made: it lays out a container whose
+/// state.json carries a poststop hook, which the victim's `delete` would run as the
+/// victim. kraal refuses a root it does not own, one that group or others may write,
+/// and never falls back to a shared /tmp when $XDG_RUNTIME_DIR is unset.
+#[test]
+fn state_root_made_by_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestEnv::new();
+    let r = Rootless::new(&t);
+    let uid = r.user.uid;
+    let marker = r.runtime_dir.join("hook-ran");
+    let id = "forged";
+    // The forged container: stopped (pid 0), with the attacker's poststop hook.
+    let forge = |root: &Path, owner: u32, mode: u32| {
+        let mut cfg: Value =
+            serde_json::from_slice(&std::fs::read(r.bundle.join("config.json")).unwrap()).unwrap();
+        cfg["hooks"] = json!({"poststop": [{"path": "/bin/sh",
+            "args": ["sh", "-c", format!("touch {}", marker.display())]}]});
+        let state = json!({"oci_version": "1.3.0", "id": id, "pid": 0, "init_start": 0,
+            "bundle": r.bundle, "rootfs": r.bundle.join("rootfs"),
+            "created": "2025-01-01T00:00:00Z", "config": cfg});
+        std::fs::create_dir_all(root.join(id)).unwrap();
+        std::fs::write(root.join(id).join("state.json"), state.to_string()).unwrap();
+        for p in [root.to_path_buf(), root.join(id)] {
+            std::os::unix::fs::chown(&p, Some(owner), Some(owner)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    // Made by another user (nobody), readable by all.
+    let theirs = t.dir("roots").join("theirs");
+    forge(&theirs, 65534, 0o755);
+    let o = r.kraal(&["--root", theirs.to_str().unwrap(), "delete", id]);
+    assert!(!marker.exists(), "the forged poststop hook ran: {o:?}");
+    o.fails().stderr_has(&format!(
+        "state root {} is owned by uid 65534",
+        theirs.display()
+    ));
+    // The user's own, but anyone may write it.
+    let open = t.dir("roots").join("open");
+    forge(&open, uid, 0o777);
+    let o = r.kraal(&["--root", open.to_str().unwrap(), "delete", id]);
+    assert!(!marker.exists(), "the forged poststop hook ran: {o:?}");
+    o.fails()
+        .stderr_has(&format!("state root {} has mode 777", open.display()));
+    // No $XDG_RUNTIME_DIR: the old fallback, /tmp/kraal-<uid>, made by another user.
+    let tmp_root = PathBuf::from(format!("/tmp/kraal-{uid}"));
+    assert!(!tmp_root.exists(), "{} exists already", tmp_root.display());
+    let run_user = PathBuf::from(format!("/run/user/{uid}"));
+    assert!(!run_user.exists(), "{} exists", run_user.display());
+    {
+        let p = tmp_root.clone();
+        t.on_drop(move || {
+            let _ = std::fs::remove_dir_all(&p);
+        });
+    }
+    forge(&tmp_root, 65534, 0o755);
+    let mut c = r.command(&["delete", id]);
+    c.env_remove("XDG_RUNTIME_DIR");
+    let o = run_timeout(&mut c, CMD_TIMEOUT, &r.io);
+    assert!(!marker.exists(), "the forged poststop hook ran: {o:?}");
+    o.fails()
+        .stderr_has("XDG_RUNTIME_DIR is not set")
+        .stderr_has("--root");
+    // A missing root is made for the user alone.
+    let fresh = r.runtime_dir.join("fresh-root");
+    r.kraal(&["--root", fresh.to_str().unwrap(), "list"]).ok();
+    let md = std::fs::metadata(&fresh).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o7777), (uid, 0o700));
+    t.assert_clean();
+}
