@@ -154,25 +154,33 @@ pub fn default_root() -> Result<PathBuf> {
     }
 }
 
-/// The state root to use (`--root`, else [`default_root`]), made 0700 if missing and
-/// checked before anything in it is read or written: it must belong to the caller
-/// and be writable by nobody else, or its contents (state.json with hooks, the
-/// container directories) could have been planted by another user.
-pub fn prepare_root(explicit: Option<&Path>) -> Result<PathBuf> {
+/// The state root to use (`--root`, else [`default_root`]), checked before anything
+/// in it is read or written: it must belong to the caller and be writable by nobody
+/// else, or its contents (state.json with hooks, the container directories) could
+/// have been planted by another user. `create` (the commands that make containers)
+/// makes a missing root 0700, as runc does; for the others a missing root holds no
+/// containers and is returned as it is, so that looking one up fails as before.
+pub fn prepare_root(explicit: Option<&Path>, create: bool) -> Result<PathBuf> {
     let root = match explicit {
         Some(r) => r.to_path_buf(),
         None => default_root()?,
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&root)
-        .with_context(|| format!("create state root {}", root.display()))?;
-    let f = fs::OpenOptions::new()
+    if create {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .with_context(|| format!("create state root {}", root.display()))?;
+    }
+    let f = match fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(&root)
-        .with_context(|| format!("open state root {}", root.display()))?;
+    {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(root),
+        Err(e) => return Err(e).with_context(|| format!("open state root {}", root.display())),
+    };
     let md = f
         .metadata()
         .with_context(|| format!("stat state root {}", root.display()))?;

@@ -491,9 +491,15 @@ fn state_root_made_by_another_user_is_refused() {
     o.fails()
         .stderr_has("XDG_RUNTIME_DIR is not set")
         .stderr_has("--root");
-    // A missing root is made for the user alone.
+    // Looking into a missing root makes nothing; creating a container makes the
+    // root, for the user alone.
     let fresh = r.runtime_dir.join("fresh-root");
     r.kraal(&["--root", fresh.to_str().unwrap(), "list"]).ok();
+    assert!(!fresh.exists(), "list made {}", fresh.display());
+    r.edit(|v| v["process"]["args"] = json!(["true"]));
+    let cid = r.new_id(&t);
+    r.kraal(&["--root", fresh.to_str().unwrap(), "run", &cid])
+        .ok();
     let md = std::fs::metadata(&fresh).unwrap();
     assert_eq!((md.uid(), md.mode() & 0o7777), (uid, 0o700));
     t.assert_clean();

@@ -247,7 +247,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     let root = if matches!(cmd, Command::Spec { .. } | Command::Features) {
         PathBuf::new()
     } else {
-        crate::state::prepare_root(cli.root.as_deref())?
+        let creates = matches!(cmd, Command::Create(_) | Command::Run { .. });
+        crate::state::prepare_root(cli.root.as_deref(), creates)?
     };
     match cmd {
         Command::Create(a) => {
