@@ -73,15 +73,24 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
                     return Err(io::Error::last_os_error());
                 }
                 match st.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR if !todo.is_empty() && on_procfs(fd.as_fd())? => {
+                        // Below /proc every directory belongs to the kernel (a
+                        // process's fd table, its attributes, sysctls): a mount or
+                        // a directory there is never the image's to ask for, and a
+                        // symlink in the image must not lead a mount into it.
+                        return Err(io::Error::other(format!(
+                            "/{} is a procfs directory: refusing to walk inside /proc",
+                            cand.display()
+                        )));
+                    }
                     libc::S_IFDIR => cur = cand,
                     libc::S_IFLNK => {
-                        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
-                        if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) }
-                            == 0
-                            && sfs.f_type == libc::PROC_SUPER_MAGIC
-                        {
+                        if on_procfs(fd.as_fd())? {
                             // procfs links are magic (fds, other processes' roots): never walk them.
-                            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+                            return Err(io::Error::other(format!(
+                                "/{} is a procfs symlink: refusing to follow it inside /proc",
+                                cand.display()
+                            )));
                         }
                         links += 1;
                         if links > 40 {
@@ -124,6 +133,21 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
         }
     }
     open(root, &cur, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Whether `fd` lies on a procfs.
+pub fn on_procfs(fd: BorrowedFd) -> io::Result<bool> {
+    Ok(fs_type(fd)? == libc::PROC_SUPER_MAGIC)
+}
+
+/// The filesystem magic of what `fd` refers to (fstatfs).
+pub fn fs_type(fd: BorrowedFd) -> io::Result<libc::c_long> {
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes into the statfs we own; the fd is borrowed and open.
+    if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sfs.f_type)
 }
 
 fn readlink_fd(fd: BorrowedFd) -> io::Result<PathBuf> {
