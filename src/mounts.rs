@@ -673,15 +673,25 @@ pub fn check_target(m: &Prepared, resolved: &Path, target: BorrowedFd) -> Result
                 PROC_BIND_ALLOWED.join(", ")
             )
         };
+        let place = if resolved.starts_with("/proc") {
+            "inside /proc"
+        } else {
+            "on a procfs, as good as inside /proc"
+        };
         bail!(
-            "{label}: the destination resolves to {}, inside /proc: {why}",
+            "{label}: the destination resolves to {}, {place}: {why}",
             resolved.display()
         );
     }
     let asked_sys = normalize(&Path::new("/").join(&m.dest)).starts_with("/sys");
     if (resolved.starts_with("/sys") || fs == SYSFS_MAGIC) && !asked_sys {
+        let place = if resolved.starts_with("/sys") {
+            "inside /sys, through a symlink"
+        } else {
+            "on a sysfs, as good as inside /sys"
+        };
         bail!(
-            "{label}: the destination resolves to {}, inside /sys, through a symlink; \
+            "{label}: the destination resolves to {}, {place}; \
              only a destination under /sys may be mounted there",
             resolved.display()
         );

@@ -290,7 +290,12 @@ fn push_bind(b: &mut Bundle, src: &std::path::Path, dest: &str) {
 #[test]
 fn symlinked_volume_into_proc_refused() {
     let t = TestEnv::new();
+    // Names a process's fds could have: once over /proc/1/fd, /proc/self/fd/N of the
+    // init leads here, and from here to a directory of the container's choosing.
     let vol = t.dir("vol");
+    for n in 0..100 {
+        symlink("/tmp", vol.join(n.to_string())).unwrap();
+    }
     let file = t.dir("filevol").join("f");
     std::fs::write(&file, b"fake\n").unwrap();
     for (link, target, src) in [
@@ -310,7 +315,9 @@ fn symlinked_volume_into_proc_refused() {
         o.fails();
         let err = o.stderr.clone();
         assert!(
-            err.contains(&format!("(/{link})")) && err.contains("mounts[") && err.contains("/proc"),
+            err.contains(&format!("(/{link})"))
+                && err.contains("mounts[")
+                && err.contains(", inside /proc"),
             "{link} -> {target}: the error names the mount and /proc: {err}"
         );
     }
@@ -354,12 +361,12 @@ fn tmpcopyup_through_symlink_into_proc_refused() {
                 "options": ["tmpcopyup"]
             }));
         });
-        create_fails(&t, &b, &format!("(/{link})"));
-        // Named as a /proc problem, not a random failure.
         let o = t
             .k()
             .run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
-        o.fails().stderr_has("/proc");
+        o.fails()
+            .stderr_has(&format!("(/{link})"))
+            .stderr_has(&format!("resolves to {target}, inside /proc"));
     }
     t.assert_clean();
 }
@@ -461,5 +468,37 @@ fn no_pivot_nested_userns_cannot_mount_procfs() {
     assert!(out.contains("proc-refused"), "procfs was mounted: {o:?}");
     assert!(!out.contains("proc-mounted"), "procfs was mounted: {o:?}");
     assert!(out.contains("sysfs-refused"), "sysfs was mounted: {o:?}");
+    t.assert_clean();
+}
+
+/// The filesystem under a target counts, not only its path: with the host's /proc
+/// or /sys shown elsewhere in the container (a bind the config asked for), a later
+/// mount below it is refused as one inside /proc or /sys would be.
+#[test]
+fn mount_onto_a_procfs_or_sysfs_elsewhere_refused() {
+    let t = TestEnv::new();
+    let file = t.dir("filevol").join("f");
+    std::fs::write(&file, b"fake\n").unwrap();
+    let vol = t.dir("vol");
+    for (shown, src, dest, want) in [
+        (
+            "/hostproc",
+            "/proc",
+            "/hostproc/sys/kernel/core_pattern",
+            "on a procfs",
+        ),
+        ("/hostproc", "/proc", "/hostproc/sys/kernel", "inside /proc"),
+        ("/hostsys", "/sys", "/hostsys/kernel", "on a sysfs"),
+    ] {
+        let mut b = t.bundle(&["true"]);
+        push_bind(&mut b, std::path::Path::new(src), shown);
+        let from = if dest.ends_with("core_pattern") {
+            &file
+        } else {
+            &vol
+        };
+        push_bind(&mut b, from, dest);
+        create_fails(&t, &b, want);
+    }
     t.assert_clean();
 }

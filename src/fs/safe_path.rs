@@ -78,8 +78,13 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
                         // process's fd table, its attributes, sysctls): a mount or
                         // a directory there is never the image's to ask for, and a
                         // symlink in the image must not lead a mount into it.
+                        let whole: PathBuf = cand
+                            .iter()
+                            .chain(todo.iter().map(|c| c.as_os_str()))
+                            .collect();
                         return Err(io::Error::other(format!(
-                            "/{} is a procfs directory: refusing to walk inside /proc",
+                            "the path resolves to /{}, inside /proc (/{} is a procfs directory)",
+                            whole.display(),
                             cand.display()
                         )));
                     }
