@@ -883,6 +883,75 @@ mod tests {
         assert_eq!(o.attr_clr, MOUNT_ATTR__ATIME);
     }
 
+    fn prepared(dest: &str, fstype: Option<&str>, opts: &[&str]) -> Prepared {
+        let mut o = p(opts);
+        if fstype == Some("bind") {
+            o.flags |= libc::MS_BIND;
+        }
+        Prepared {
+            index: 3,
+            dest: PathBuf::from(dest),
+            source: Some(PathBuf::from("/nonexistent-source")),
+            fstype: fstype.map(str::to_string),
+            opts: o,
+            source_is_dir: true,
+            idmap: None,
+            detached: None,
+        }
+    }
+
+    #[test]
+    fn targets_inside_proc_and_sys_are_checked_after_resolution() {
+        let tmp = std::fs::File::open(std::env::temp_dir()).unwrap();
+        let tmp = tmp.as_fd();
+        let procfs = std::fs::File::open("/proc/self").unwrap();
+        let bind = |d| prepared(d, Some("bind"), &["rbind"]);
+        // What the config asked for, and where the image's symlinks led it.
+        let refused = [
+            (bind("data"), "/proc/1/fd", tmp),
+            (bind("kern"), "/proc/sys/kernel", tmp),
+            (
+                prepared("cp", Some("tmpfs"), &["tmpcopyup"]),
+                "/proc/1/fd",
+                tmp,
+            ),
+            (prepared("proc", Some("tmpfs"), &[]), "/proc", tmp),
+            (bind("fw"), "/sys/firmware", tmp),
+            // Not under /proc by name, but on a procfs (or named so) all the same.
+            (bind("hostproc/x"), "/hostproc/x", procfs.as_fd()),
+        ];
+        for (m, resolved, fd) in &refused {
+            let e = check_target(m, Path::new(resolved), *fd).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(
+                e.contains("mounts[3]") && e.contains(resolved),
+                "{resolved}: {e}"
+            );
+        }
+        let allowed = [
+            (prepared("proc", Some("proc"), &[]), "/proc", tmp),
+            (bind("proc/cpuinfo"), "/proc/cpuinfo", tmp),
+            (bind("lxcfs-uptime"), "/proc/uptime", tmp),
+            (bind("sys/kernel/mm"), "/sys/kernel/mm", tmp),
+            (prepared("sys", Some("sysfs"), &[]), "/sys", tmp),
+            (bind("data"), "/data", tmp),
+        ];
+        for (m, resolved, fd) in &allowed {
+            check_target(m, Path::new(resolved), *fd).unwrap();
+        }
+    }
+
+    #[test]
+    fn flags_become_mount_attributes() {
+        let (set, clr) = attrs_of(libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOATIME);
+        assert_eq!(
+            set,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(clr, MOUNT_ATTR__ATIME);
+        assert_eq!(attrs_of(libc::MS_BIND | libc::MS_REC), (0, 0));
+    }
+
     #[test]
     fn every_advertised_option_is_understood() {
         for opt in crate::features::MOUNT_OPTIONS {
