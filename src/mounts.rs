@@ -718,6 +718,7 @@ pub fn mount_point(proc: BorrowedFd, root: BorrowedFd, m: &Prepared) -> Result<O
 /// Flags the kernel would refuse to drop on a bind mount (locked in a user
 /// namespace), taken from the current mount.
 fn locked_flags(fd: BorrowedFd) -> libc::c_ulong {
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: fstatvfs writes into the statvfs we own.
     if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
@@ -793,6 +794,7 @@ pub fn mount_one(proc: BorrowedFd, root: BorrowedFd, m: &Prepared) -> Result<()>
     if matches!(fstype, Some("proc") | Some("sysfs")) {
         // CVE-2023-28642: a symlinked /proc would let the image redirect the mount.
         if let Ok(fd) = safe_path::open_nofollow(root, &m.dest) {
+            // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: fstat writes into the stat we own.
             if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0

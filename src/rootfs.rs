@@ -389,6 +389,7 @@ fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
 /// bind something else over the masked path).
 fn open_dev_null(root: BorrowedFd) -> Result<OwnedFd> {
     let fd = safe_path::open_nofollow(root, Path::new("dev/null")).context("open /dev/null")?;
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error()).context("stat /dev/null");
@@ -573,6 +574,7 @@ pub fn finish(p: &Plan) -> Result<()> {
                     .with_context(|| format!("linux.maskedPaths: open {}", path.display()))
             }
         };
+        // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat writes into the stat we own.
         if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
@@ -641,6 +643,7 @@ pub fn open_procfs(root: BorrowedFd) -> Result<OwnedFd> {
         sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_BENEATH,
     )
     .context("open /proc")?;
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error()).context("statfs /proc");

@@ -24,7 +24,9 @@ pub fn mount(target: BorrowedFd, flags: libc::c_ulong, data: &[String]) -> Resul
     .context("open the new tmpfs")?;
     copy_dir(src.as_raw_fd(), dst.as_raw_fd()).context("copy the directory into the tmpfs")?;
     // The tmpfs root takes the directory's mode and owner.
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into our stat; fchmod/fchown act on fds we own.
     if unsafe { libc::fstat(src.as_raw_fd(), &mut st) } == 0 {
         unsafe {
             libc::fchmod(dst.as_raw_fd(), st.st_mode & 0o7777);
@@ -102,6 +104,7 @@ fn copy_dir(src: i32, dst: i32) -> std::io::Result<()> {
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
+        // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if unsafe { libc::fstatat(src, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
             return Err(std::io::Error::last_os_error());

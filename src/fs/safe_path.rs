@@ -68,6 +68,7 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
         let cand = cur.join(&comp);
         match open(root, &cand, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => {
+                // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
                 let mut st: libc::stat = unsafe { std::mem::zeroed() };
                 if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut st) } != 0 {
                     return Err(io::Error::last_os_error());
@@ -147,6 +148,7 @@ pub fn on_procfs(fd: BorrowedFd) -> io::Result<bool> {
 
 /// The filesystem magic of what `fd` refers to (fstatfs).
 pub fn fs_type(fd: BorrowedFd) -> io::Result<libc::c_long> {
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: fstatfs writes into the statfs we own; the fd is borrowed and open.
     if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) } != 0 {
