@@ -107,14 +107,18 @@ pub fn prepare(p: &Plan) -> Result<OwnedFd> {
     }
     let root = sys::openat(None, &r, libc::O_PATH | libc::O_DIRECTORY, 0)
         .with_context(|| format!("open rootfs {}", p.rootfs.display()))?;
+    // Where each mount really lands is read through a procfs of kraal's own, which
+    // no mount made below can cover.
+    let proc = mounts::own_procfs().context("mounts")?;
     for m in &p.mounts {
         match m.fstype.as_deref() {
             Some("cgroup") | Some("cgroup2") if !m.opts.is_bind() => {
-                mount_cgroup(root.as_fd(), m, &p.cgroups)?
+                mount_cgroup(proc.as_fd(), root.as_fd(), m, &p.cgroups)?
             }
-            _ => mounts::mount_one(root.as_fd(), m)?,
+            _ => mounts::mount_one(proc.as_fd(), root.as_fd(), m)?,
         }
     }
+    drop(proc);
     if !p.cwd.as_os_str().is_empty() {
         safe_path::mkdir_all(root.as_fd(), &p.cwd, 0o755)
             .with_context(|| format!("process.cwd: create {}", p.cwd.display()))?;
@@ -163,50 +167,34 @@ fn unshare_parent(rootfs: &Path, propagation: Option<libc::c_ulong>) -> Result<(
     Ok(())
 }
 
-fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
+fn mount_cgroup(proc: BorrowedFd, root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
     let label = format!("mounts[{}] (/{})", m.index, m.dest.display());
     let flags = m.opts.flags & !libc::MS_RDONLY;
     let ro = m.opts.flags & libc::MS_RDONLY;
     let unified = cg.hierarchies.len() == 1 && cg.hierarchies[0].0.v2;
-    let dest = safe_path::mkdir_all(root, &m.dest, 0o755)
-        .with_context(|| format!("{label}: create mount point"))?;
-    let dpath = sys::fd_path(dest.as_fd());
+    let dest = mounts::mount_point(proc, root, m)?;
     if cg.hierarchies.is_empty() {
-        // No cgroup of its own (rootless, not delegated): show the host's, read-only.
-        sys::mount(
-            Some(c"/sys/fs/cgroup"),
-            &dpath,
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        )
-        .with_context(|| format!("{label}: bind the host's /sys/fs/cgroup"))?;
-        let top = safe_path::open(root, &m.dest, libc::O_PATH)
-            .with_context(|| format!("{label}: reopen"))?;
-        mounts::remount_bind(
-            top.as_fd(),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            0,
-        )
-        .with_context(|| format!("{label}: remount read-only"))?;
+        // No cgroup of its own (rootless, not delegated): show the host's, read-only
+        // all the way down. A read-only top over writable v1 hierarchies would let
+        // the container change the user's host cgroups (CVE-2023-25809).
+        let tree = mounts::clone_tree(None, c"/sys/fs/cgroup", true)
+            .with_context(|| format!("{label}: bind the host's /sys/fs/cgroup"))?;
+        mounts::set_attr(tree.as_fd(), mounts::LOCKED_DOWN, 0, true)
+            .with_context(|| format!("{label}: make the host's cgroups read-only"))?;
+        mounts::attach(tree.as_fd(), dest.as_fd())
+            .with_context(|| format!("{label}: attach the host's /sys/fs/cgroup"))?;
         return Ok(());
     }
     if unified {
         let (_, dir) = &cg.hierarchies[0];
-        return mount_hierarchy(root, &m.dest, None, dir, cg.new_ns, flags | ro)
+        return mount_hierarchy(dest.as_fd(), None, dir, cg.new_ns, flags | ro)
             .with_context(|| format!("{label}: mount cgroup2"));
     }
     // v1 or hybrid: a tmpfs with one mount per hierarchy, as on the host.
-    sys::mount(
-        Some(c"tmpfs"),
-        &dpath,
-        Some(c"tmpfs"),
-        flags,
-        Some(c"mode=755"),
-    )
-    .with_context(|| format!("{label}: mount tmpfs"))?;
-    let top =
-        safe_path::open(root, &m.dest, libc::O_PATH).with_context(|| format!("{label}: reopen"))?;
+    let top = mounts::new_fs("tmpfs", Some("tmpfs"), &["mode=755".to_string()], flags)
+        .with_context(|| format!("{label}: mount tmpfs"))?;
+    mounts::attach(top.as_fd(), dest.as_fd())
+        .with_context(|| format!("{label}: attach the tmpfs"))?;
     // Hybrid: the cgroup2 hierarchy is left out, as runc does. systemd in the
     // container decides its mode from what it finds: with cgroup2 at
     // /sys/fs/cgroup/unified it would track its units there (read-only for Podman's
@@ -218,80 +206,77 @@ fn mount_cgroup(root: BorrowedFd, m: &Prepared, cg: &CgroupView) -> Result<()> {
             .file_name()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("unified"));
-        let sub = m.dest.join(&name);
-        safe_path::mkdir_all(root, &sub, 0o755)
-            .with_context(|| format!("{label}: mkdir {}", sub.display()))?;
-        let v1 = if h.v2 {
-            None
-        } else {
-            Some(h.controllers.join(","))
-        };
-        mount_hierarchy(root, &sub, v1.as_deref(), dir, cg.new_ns, flags | ro)
+        // The tmpfs is new and ours: nothing in it can be a symlink yet.
+        let cname = cstr(&name)?;
+        // SAFETY: mkdirat on a NUL-terminated name in a directory fd we own.
+        if unsafe { libc::mkdirat(top.as_raw_fd(), cname.as_ptr(), 0o755) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e).with_context(|| format!("{label}: mkdir {}", name.display()));
+            }
+        }
+        let sub = sys::openat2(
+            top.as_fd(),
+            &cname,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV,
+        )
+        .with_context(|| format!("{label}: open {}", name.display()))?;
+        let v1 = h.controllers.join(",");
+        mount_hierarchy(sub.as_fd(), Some(&v1), dir, cg.new_ns, flags | ro)
             .with_context(|| format!("{label}: mount {}", name.display()))?;
         // Co-mounted controllers (cpu,cpuacct) are also reachable by each name.
         if h.controllers.len() > 1 {
             for c in &h.controllers {
-                let link = m.dest.join(c);
                 if Path::new(c) != name {
                     let target =
                         CString::new(name.as_os_str().as_encoded_bytes()).context("name")?;
                     let lname = CString::new(c.as_str()).context("name")?;
-                    let _ = link;
+                    // SAFETY: symlinkat with two NUL-terminated strings in our tmpfs.
                     unsafe { libc::symlinkat(target.as_ptr(), top.as_raw_fd(), lname.as_ptr()) };
                 }
             }
         }
     }
     if ro != 0 {
-        mounts::remount_bind(top.as_fd(), libc::MS_RDONLY | flags, 0)
-            .or_else(|_| {
-                sys::mount(
-                    None,
-                    &sys::fd_path(top.as_fd()),
-                    None,
-                    libc::MS_REMOUNT | libc::MS_RDONLY | flags,
-                    Some(c"mode=755"),
-                )
-            })
-            .with_context(|| format!("{label}: remount read-only"))?;
+        // Read-only all the way down: no hierarchy below stays writable.
+        let (set, clr) = mounts::attrs_of(libc::MS_RDONLY | flags);
+        mounts::set_attr(top.as_fd(), set, clr, true)
+            .with_context(|| format!("{label}: make the cgroup mounts read-only"))?;
     }
     Ok(())
 }
 
-/// Mounts one hierarchy: a fresh cgroupfs when the container has its own cgroup
-/// namespace (its root is then the container's cgroup), else a bind of its directory.
+/// Mounts one hierarchy on `target`: a fresh cgroupfs when the container has its own
+/// cgroup namespace (its root is then the container's cgroup), else a bind of its
+/// directory. `flags` apply to every mount of it.
 fn mount_hierarchy(
-    root: BorrowedFd,
-    rel: &Path,
+    target: BorrowedFd,
     v1_controllers: Option<&str>,
     dir: &Path,
     new_ns: bool,
     flags: libc::c_ulong,
 ) -> Result<()> {
-    let t =
-        safe_path::open(root, rel, libc::O_PATH | libc::O_DIRECTORY).context("open mount point")?;
-    let target = &sys::fd_path(t.as_fd());
     if new_ns {
-        let r = match v1_controllers {
-            None => sys::mount(Some(c"cgroup2"), target, Some(c"cgroup2"), flags, None),
-            Some(c) => {
-                let data = CString::new(c).context("controllers")?;
-                sys::mount(Some(c"cgroup"), target, Some(c"cgroup"), flags, Some(&data))
-            }
+        let (ty, data): (&str, Vec<String>) = match v1_controllers {
+            None => ("cgroup2", Vec::new()),
+            Some(c) => ("cgroup", c.split(',').map(str::to_string).collect()),
         };
-        if r.is_ok() {
+        if let Ok(fs) = mounts::new_fs(ty, Some(ty), &data, flags) {
+            mounts::attach(fs.as_fd(), target).with_context(|| format!("attach {ty}"))?;
             return Ok(());
         }
     }
     let d = cstr(dir)?;
-    sys::mount(Some(&d), target, None, libc::MS_BIND | libc::MS_REC, None)
-        .with_context(|| format!("bind {}", dir.display()))?;
-    if flags & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) != 0 {
-        // The fd opened before the bind names what is under it: resolve the new mount.
-        let mounted = safe_path::open(root, rel, libc::O_PATH | libc::O_DIRECTORY)
-            .context("reopen after bind")?;
-        mounts::remount_bind(mounted.as_fd(), flags, 0).context("remount")?;
+    let tree =
+        mounts::clone_tree(None, &d, true).with_context(|| format!("bind {}", dir.display()))?;
+    let (set, clr) = mounts::attrs_of(flags);
+    if set != 0 || clr != 0 {
+        mounts::set_attr(tree.as_fd(), set, clr, true)
+            .with_context(|| format!("set the flags of {}", dir.display()))?;
     }
+    mounts::attach(tree.as_fd(), target).with_context(|| format!("bind {}", dir.display()))?;
     Ok(())
 }
 
@@ -478,6 +463,7 @@ fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
 /// bind something else over the masked path).
 fn open_dev_null(root: BorrowedFd) -> Result<OwnedFd> {
     let fd = safe_path::open_nofollow(root, Path::new("dev/null")).context("open /dev/null")?;
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error()).context("stat /dev/null");
@@ -504,6 +490,7 @@ pub fn pivot(p: &Plan, root: &OwnedFd) -> Result<()> {
         if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
             return Err(std::io::Error::last_os_error()).with_context(|| format!("chdir {rootfs}"));
         }
+        hide_host_kernel_fs(&p.rootfs)?;
         let r = cstr(&p.rootfs)?;
         sys::mount(Some(&r), c"/", None, libc::MS_MOVE, None)
             .with_context(|| format!("move {rootfs} to /"))?;
@@ -532,6 +519,79 @@ pub fn pivot(p: &Plan, root: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// --no-pivot: chroot leaves the rest of the mount namespace in place, and with it a
+/// fully visible procfs and sysfs of the host. The kernel lets a user namespace
+/// mount a new procfs (or sysfs) only when one is already fully visible in its mount
+/// namespace (mount_too_revealing), so a nested user namespace in the container
+/// could mount an unmasked /proc. As runc does, every full procfs and sysfs mount
+/// outside the rootfs is detached from this (the container's own) mount namespace,
+/// or covered with a tmpfs where the kernel refuses to detach it.
+fn hide_host_kernel_fs(rootfs: &Path) -> Result<()> {
+    let mi =
+        std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let mut hide = Vec::new();
+    for line in mi.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        if f.len() < 7 || dash + 1 >= f.len() {
+            continue;
+        }
+        let mp = PathBuf::from(unescape_mountinfo(f[4]));
+        if f[3] == "/" && matches!(f[dash + 1], "proc" | "sysfs") && !mp.starts_with(rootfs) {
+            hide.push(mp);
+        }
+    }
+    for mp in hide {
+        let c = cstr(&mp)?;
+        // Keep the detach from reaching the host's mount namespace.
+        match sys::mount(None, &c, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            r => r.with_context(|| format!("--no-pivot: make {} a slave", mp.display()))?,
+        }
+        match sys::umount2(&c, libc::MNT_DETACH) {
+            Ok(()) => {}
+            // Under an already detached mount: gone with it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) => {
+                sys::mount(Some(c"tmpfs"), &c, Some(c"tmpfs"), libc::MS_RDONLY, None)
+                    .with_context(|| {
+                        format!("--no-pivot: cover the host's {} with a tmpfs", mp.display())
+                    })?;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("--no-pivot: detach the host's {}", mp.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes mountinfo's octal escapes (\040 for a space, ...).
+fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// After pivot: sysctls, readonly and masked paths, then the readonly root.
 pub fn finish(p: &Plan) -> Result<()> {
     let root = sys::openat(None, c"/", libc::O_PATH | libc::O_DIRECTORY, 0).context("open /")?;
@@ -555,6 +615,8 @@ pub fn finish(p: &Plan) -> Result<()> {
             }
         }
     }
+    // Readonly and masked paths are mounted through fds only: after pivot_root any
+    // path through /proc would be resolved by the container's procfs.
     for path in &p.readonly_paths {
         let fd = match safe_path::open(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => fd,
@@ -564,17 +626,13 @@ pub fn finish(p: &Plan) -> Result<()> {
                     .with_context(|| format!("linux.readonlyPaths: open {}", path.display()))
             }
         };
-        let fp = sys::fd_path(fd.as_fd());
-        sys::mount(Some(&fp), &fp, None, libc::MS_BIND | libc::MS_REC, None)
+        // A read-only copy of the whole tree: no submount below stays writable.
+        let tree = mounts::clone_tree(Some(fd.as_fd()), c"", true)
             .with_context(|| format!("linux.readonlyPaths: bind {}", path.display()))?;
-        let fd = safe_path::open(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW)
-            .with_context(|| format!("linux.readonlyPaths: reopen {}", path.display()))?;
-        mounts::remount_bind(
-            fd.as_fd(),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            0,
-        )
-        .with_context(|| format!("linux.readonlyPaths: remount {} read-only", path.display()))?;
+        mounts::set_attr(tree.as_fd(), mounts::LOCKED_DOWN, 0, true)
+            .with_context(|| format!("linux.readonlyPaths: make {} read-only", path.display()))?;
+        mounts::attach(tree.as_fd(), fd.as_fd())
+            .with_context(|| format!("linux.readonlyPaths: mount {}", path.display()))?;
     }
     let dev_null = if p.masked.is_empty() {
         None
@@ -590,27 +648,32 @@ pub fn finish(p: &Plan) -> Result<()> {
                     .with_context(|| format!("linux.maskedPaths: open {}", path.display()))
             }
         };
+        // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat writes into the stat we own.
         if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("linux.maskedPaths: stat {}", path.display()));
         }
-        let fp = sys::fd_path(fd.as_fd());
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            sys::mount(Some(c"tmpfs"), &fp, Some(c"tmpfs"), libc::MS_RDONLY, None)
+        let cover = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            // An empty read-only tmpfs hides the directory and whatever is mounted in it.
+            mounts::new_fs(
+                "tmpfs",
+                Some("tmpfs"),
+                &[],
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            )
         } else {
             match &dev_null {
-                Some(n) => sys::mount(
-                    Some(&sys::fd_path(n.as_fd())),
-                    &fp,
-                    None,
-                    libc::MS_BIND,
-                    None,
-                ),
-                None => Ok(()),
+                Some(n) => {
+                    mounts::clone_tree(Some(n.as_fd()), c"", false).context("bind /dev/null")
+                }
+                None => continue,
             }
         }
         .with_context(|| format!("linux.maskedPaths: mask {}", path.display()))?;
+        mounts::attach(cover.as_fd(), fd.as_fd())
+            .with_context(|| format!("linux.maskedPaths: mask {}", path.display()))?;
     }
     if let Some(prop) = p.propagation.filter(|_| !p.host_ns) {
         sys::mount(None, c"/", None, prop, None).context("linux.rootfsPropagation: apply to /")?;
@@ -654,6 +717,7 @@ pub fn open_procfs(root: BorrowedFd) -> Result<OwnedFd> {
         sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_BENEATH,
     )
     .context("open /proc")?;
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error()).context("statfs /proc");

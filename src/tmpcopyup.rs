@@ -2,118 +2,21 @@
 //! image starts with a copy of what the directory held. The tmpfs is made detached
 //! (fsopen/fsmount), filled through fds, then moved onto the directory.
 
-use crate::sys;
+use crate::{mounts, sys};
 use anyhow::{Context, Result};
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-const FSOPEN_CLOEXEC: u32 = 1;
-const FSCONFIG_SET_FLAG: u32 = 0;
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_CMD_CREATE: u32 = 6;
-const FSMOUNT_CLOEXEC: u32 = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-
-fn check(r: libc::c_long, what: &str) -> Result<libc::c_long> {
-    if r < 0 {
-        return Err(std::io::Error::last_os_error()).context(what.to_string());
-    }
-    Ok(r)
-}
-
-/// Mount attributes for fsmount from MS_* flags (read-only is applied after the copy).
-fn attrs(flags: libc::c_ulong) -> u64 {
-    use crate::mounts::*;
-    let mut a = 0;
-    for (ms, at) in [
-        (libc::MS_NOSUID, MOUNT_ATTR_NOSUID),
-        (libc::MS_NODEV, MOUNT_ATTR_NODEV),
-        (libc::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
-        (libc::MS_NOATIME, MOUNT_ATTR_NOATIME),
-        (libc::MS_STRICTATIME, MOUNT_ATTR_STRICTATIME),
-        (libc::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
-    ] {
-        if flags & ms != 0 {
-            a |= at;
-        }
-    }
-    a
-}
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Mounts a tmpfs with `data` options over the directory `target`, holding a copy of
-/// its contents.
-pub fn mount(target: BorrowedFd, flags: libc::c_ulong, data: &[String]) -> Result<()> {
-    let fs = check(
-        unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) },
-        "fsopen tmpfs",
-    )?;
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    // Shown as the mount's source in mountinfo, as a mount(2) of "tmpfs" would be.
-    let source = std::iter::once("source=tmpfs".to_string());
-    for opt in source.chain(data.iter().cloned()) {
-        let opt = &opt;
-        let (k, v) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (opt.as_str(), None),
-        };
-        let kc = CString::new(k).context("tmpfs option")?;
-        let r = match v {
-            Some(v) => {
-                let vc = CString::new(v).context("tmpfs option")?;
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_fsconfig,
-                        fs.as_raw_fd(),
-                        FSCONFIG_SET_STRING,
-                        kc.as_ptr(),
-                        vc.as_ptr(),
-                        0,
-                    )
-                }
-            }
-            None => unsafe {
-                libc::syscall(
-                    libc::SYS_fsconfig,
-                    fs.as_raw_fd(),
-                    FSCONFIG_SET_FLAG,
-                    kc.as_ptr(),
-                    std::ptr::null::<libc::c_char>(),
-                    0,
-                )
-            },
-        };
-        check(r, &format!("tmpfs option {opt}"))?;
-    }
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                FSCONFIG_CMD_CREATE,
-                std::ptr::null::<libc::c_char>(),
-                std::ptr::null::<libc::c_char>(),
-                0,
-            )
-        },
-        "create tmpfs",
-    )?;
-    let m = check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_fsmount,
-                fs.as_raw_fd(),
-                FSMOUNT_CLOEXEC,
-                attrs(flags),
-            )
-        },
-        "fsmount tmpfs",
-    )?;
-    let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
+/// its contents; returns the attached mount. `target` was resolved and checked by the
+/// caller (`mounts::mount_point`): it is never a directory of the kernel's (/proc), so
+/// the copy cannot carry the runtime's fd table or other process state inside.
+pub fn mount(target: BorrowedFd, flags: libc::c_ulong, data: &[String]) -> Result<OwnedFd> {
+    // Read-only is applied after the copy.
+    let mnt = mounts::new_fs("tmpfs", Some("tmpfs"), data, flags & !libc::MS_RDONLY)?;
     let src = sys::openat(Some(target), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
         .context("open the directory to copy")?;
     let dst = sys::openat(
-        Some(mnt_fd(&mnt)),
+        Some(mnt.as_fd()),
         c".",
         libc::O_RDONLY | libc::O_DIRECTORY,
         0,
@@ -121,36 +24,21 @@ pub fn mount(target: BorrowedFd, flags: libc::c_ulong, data: &[String]) -> Resul
     .context("open the new tmpfs")?;
     copy_dir(src.as_raw_fd(), dst.as_raw_fd()).context("copy the directory into the tmpfs")?;
     // The tmpfs root takes the directory's mode and owner.
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into our stat; fchmod/fchown act on fds we own.
     if unsafe { libc::fstat(src.as_raw_fd(), &mut st) } == 0 {
         unsafe {
             libc::fchmod(dst.as_raw_fd(), st.st_mode & 0o7777);
             libc::fchown(dst.as_raw_fd(), st.st_uid, st.st_gid);
         }
     }
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                mnt.as_raw_fd(),
-                c"".as_ptr(),
-                target.as_raw_fd(),
-                c"".as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-            )
-        },
-        "move the tmpfs into place",
-    )?;
+    mounts::attach(mnt.as_fd(), target).context("move the tmpfs into place")?;
     if flags & libc::MS_RDONLY != 0 {
-        let a = sys::MountAttr {
-            attr_set: crate::mounts::MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        sys::mount_setattr(mnt_fd(&mnt), 0, &a).context("make the tmpfs read-only")?;
+        mounts::set_attr(mnt.as_fd(), mounts::MOUNT_ATTR_RDONLY, 0, false)
+            .context("make the tmpfs read-only")?;
     }
-    Ok(())
+    Ok(mnt)
 }
 
 /// Copies a file's data: copy_file_range, or read/write where the kernel refuses it
@@ -195,11 +83,6 @@ fn copy_data(s: i32, d: i32) -> std::io::Result<()> {
     }
 }
 
-fn mnt_fd(m: &OwnedFd) -> BorrowedFd<'_> {
-    use std::os::fd::AsFd;
-    m.as_fd()
-}
-
 /// Copies the entries of directory `src` into directory `dst` (both fds), keeping
 /// modes, owners and symlinks; never follows a symlink.
 fn copy_dir(src: i32, dst: i32) -> std::io::Result<()> {
@@ -221,6 +104,7 @@ fn copy_dir(src: i32, dst: i32) -> std::io::Result<()> {
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
+        // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if unsafe { libc::fstatat(src, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
             return Err(std::io::Error::last_os_error());

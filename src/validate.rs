@@ -683,19 +683,7 @@ fn is_bind(mount: &Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
-/// Files below /proc a bind mount may cover (lxcfs-style virtualised views).
-const PROC_BIND_ALLOWED: &[&str] = &[
-    "/proc/cpuinfo",
-    "/proc/diskstats",
-    "/proc/meminfo",
-    "/proc/stat",
-    "/proc/swaps",
-    "/proc/uptime",
-    "/proc/loadavg",
-    "/proc/slabinfo",
-    "/proc/net/dev",
-    "/proc/sys/kernel/ns_last_pid",
-];
+use crate::mounts::PROC_BIND_ALLOWED;
 
 fn is_procfs(p: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
@@ -707,7 +695,9 @@ fn is_procfs(p: &Path) -> bool {
 
 /// CVE-2019-16884 / CVE-2023-27561: something mounted over /proc (or parts of it)
 /// would let the image intercept what kraal and the kernel's LSMs write there. Only
-/// a procfs may go on /proc, and only a few read-only views below it.
+/// a procfs may go on /proc, and only a few read-only views below it. This looks at
+/// the destination as written; `mounts::check_target` checks it again once the image's
+/// symlinks are resolved.
 fn check_proc_mount(field: &str, mount: &Mount, bind: bool) -> Result<()> {
     let dest = Path::new("/").join(mount.destination());
     let dest = normalize(&dest);
@@ -721,11 +711,11 @@ fn check_proc_mount(field: &str, mount: &Mount, bind: bool) -> Result<()> {
         }
         bail!("{field}.destination: only a procfs may be mounted on /proc");
     }
-    if procfs_source || (bind && PROC_BIND_ALLOWED.iter().any(|p| dest == Path::new(p))) {
+    if bind && PROC_BIND_ALLOWED.iter().any(|p| dest == Path::new(p)) {
         return Ok(());
     }
     bail!(
-        "{field}.destination: {} is below /proc; only bind mounts onto {} are allowed there",
+        "{field}.destination: {} is inside /proc; only bind mounts onto {} are allowed there",
         dest.display(),
         PROC_BIND_ALLOWED.join(", ")
     )

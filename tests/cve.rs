@@ -531,3 +531,237 @@ fn exec_home_lookup_survives_a_hostile_etc_passwd() {
     t.k().run(&["delete", "--force", &b.id]).ok();
     t.assert_clean();
 }
+
+/// Adds a bind mount of `src` at `dest` after the config's own mounts (so after /proc
+/// and /sys are mounted).
+fn push_bind(b: &mut Bundle, src: &std::path::Path, dest: &str) {
+    let s = src.to_str().unwrap().to_string();
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": dest, "type": "bind", "source": s, "options": ["rbind"]}));
+    });
+}
+
+/// A symlink in the image plus a volume at its name must not put the volume inside
+/// /proc: over the init's /proc/1/fd it would redirect every later mount made through
+/// /proc/self/fd/N (masked and readonly paths: /proc/sys stayed writable, /proc/keys
+/// unmasked), over /proc/sys/kernel it would fake sysctls, over /proc/self/attr the
+/// LSM labels. The destination is checked where it really lands, as runc does
+/// ("... cannot be mounted because it is inside /proc"), for directories and files.
+#[test]
+fn symlinked_volume_into_proc_refused() {
+    let t = TestEnv::new();
+    // Names a process's fds could have: once over /proc/1/fd, /proc/self/fd/N of the
+    // init leads here, and from here to a directory of the container's choosing.
+    let vol = t.dir("vol");
+    for n in 0..100 {
+        symlink("/tmp", vol.join(n.to_string())).unwrap();
+    }
+    let file = t.dir("filevol").join("f");
+    std::fs::write(&file, b"fake\n").unwrap();
+    for (link, target, src) in [
+        ("data", "/proc/1/fd", &vol),
+        ("kern", "/proc/sys/kernel", &vol),
+        ("attr", "/proc/self/attr", &vol),
+        ("cp", "/proc/sys/kernel/core_pattern", &file),
+        // Relative, through a directory of the image first.
+        ("etc/fd", "../proc/1/fd", &vol),
+    ] {
+        let mut b = t.bundle(&["true"]);
+        symlink(target, b.rootfs.join(link)).unwrap();
+        push_bind(&mut b, src, &format!("/{link}"));
+        let o = t
+            .k()
+            .run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+        o.fails();
+        let err = o.stderr.clone();
+        assert!(
+            err.contains(&format!("(/{link})"))
+                && err.contains("mounts[")
+                && err.contains(", inside /proc"),
+            "{link} -> {target}: the error names the mount and /proc: {err}"
+        );
+    }
+    t.assert_clean();
+}
+
+/// The same through a symlink into /sys: a volume over /sys/firmware (masked) or any
+/// other part of sysfs is refused unless the configured destination is under /sys.
+#[test]
+fn symlinked_volume_into_sys_refused() {
+    let t = TestEnv::new();
+    let vol = t.dir("vol");
+    for (link, target) in [("fw", "/sys/firmware"), ("kk", "/sys/kernel")] {
+        let mut b = t.bundle(&["true"]);
+        symlink(target, b.rootfs.join(link)).unwrap();
+        push_bind(&mut b, &vol, &format!("/{link}"));
+        create_fails(&t, &b, &format!("resolves to {target}, inside /sys"));
+    }
+    // An explicit destination under /sys stays allowed.
+    let mut b = t.bundle(&["sh", "-c", "cat /sys/kernel/mm/marker"]);
+    std::fs::write(vol.join("marker"), b"mine\n").unwrap();
+    push_bind(&mut b, &vol, "/sys/kernel/mm");
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(o.stdout_lines(), ["mine"]);
+    t.assert_clean();
+}
+
+/// tmpcopyup through a symlink into /proc would copy the runtime's fd table (or
+/// another procfs directory) into the container: refused the same way.
+#[test]
+fn tmpcopyup_through_symlink_into_proc_refused() {
+    let t = TestEnv::new();
+    for (link, target) in [("cp", "/proc/1/fd"), ("sk", "/proc/sys/kernel")] {
+        let mut b = t.bundle(&["true"]);
+        symlink(target, b.rootfs.join(link)).unwrap();
+        let dest = format!("/{link}");
+        b.edit(|c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": dest, "type": "tmpfs", "source": "tmpfs",
+                "options": ["tmpcopyup"]
+            }));
+        });
+        let o = t
+            .k()
+            .run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+        o.fails()
+            .stderr_has(&format!("(/{link})"))
+            .stderr_has(&format!("resolves to {target}, inside /proc"));
+    }
+    t.assert_clean();
+}
+
+/// With the default config the masks and read-only paths really hold (they are now
+/// mounted through fds, never through /proc/self/fd after pivot_root): /proc/sys is
+/// read-only, core_pattern cannot be opened for writing, /proc/keys and
+/// /proc/timer_list read empty, /sys/firmware is an empty read-only tmpfs.
+#[test]
+fn masked_and_readonly_paths_hold() {
+    let t = TestEnv::new();
+    let b = t.bundle(&[
+        "sh",
+        "-c",
+        "echo '|/tmp/x' > /proc/sys/kernel/core_pattern 2>/dev/null && echo core-pattern-writable || echo core-pattern-ro; \
+         echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo sys-writable || echo sys-ro; \
+         echo keys=$(wc -c < /proc/keys); echo timer=$(wc -c < /proc/timer_list); \
+         echo fw=$(ls -A /sys/firmware | wc -l); touch /sys/firmware/x 2>/dev/null && echo fw-writable || echo fw-ro; \
+         grep -c ' /proc/sys ro,nosuid,nodev,noexec' /proc/self/mountinfo",
+    ]);
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(
+        o.stdout_lines(),
+        [
+            "core-pattern-ro",
+            "sys-ro",
+            "keys=0",
+            "timer=0",
+            "fw=0",
+            "fw-ro",
+            "1"
+        ],
+        "{o:?}"
+    );
+    t.assert_clean();
+}
+
+/// A readonlyPaths entry with a mount below it is read-only all the way down: a
+/// writable submount would leave the "read-only" path writable.
+#[test]
+fn readonly_path_submounts_are_read_only() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "touch /data/x 2>/dev/null && echo top-writable || echo top-ro; \
+         touch /data/sub/x 2>/dev/null && echo sub-writable || echo sub-ro",
+    ]);
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}));
+        m.push(json!({"destination": "/data/sub", "type": "tmpfs", "source": "tmpfs"}));
+        c["linux"]["readonlyPaths"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("/data"));
+    });
+    let o = t.run(&b);
+    o.ok();
+    assert_eq!(o.stdout_lines(), ["top-ro", "sub-ro"], "{o:?}");
+    t.assert_clean();
+}
+
+/// --no-pivot: the host's fully visible /proc stays in the container's mount
+/// namespace outside the chroot, which would let a nested user namespace (with its
+/// own pid namespace) mount a fresh, unmasked procfs. kraal detaches the host's procfs
+/// and sysfs mounts before the chroot, as runc does.
+#[test]
+fn no_pivot_nested_userns_cannot_mount_procfs() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "mkdir -p /tmp/p; unshare -U -r -m -p -n -f sh -c 'echo in-userns; \
+         mount -t proc proc /tmp/p 2>&1 && echo proc-mounted || echo proc-refused; \
+         mount -t sysfs sysfs /tmp/p 2>&1 && echo sysfs-mounted || echo sysfs-refused'",
+    ]);
+    b.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("seccomp");
+        // Not root: an unprivileged user may map only itself into a new user
+        // namespace, which needs no capability (root mapping itself would need
+        // CAP_SETFCAP, which the default config does not grant).
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let o = t.kraal.run(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    o.ok();
+    let out = o.stdout_now();
+    assert!(
+        out.contains("in-userns"),
+        "the user namespace was made: {o:?}"
+    );
+    assert!(out.contains("proc-refused"), "procfs was mounted: {o:?}");
+    assert!(!out.contains("proc-mounted"), "procfs was mounted: {o:?}");
+    assert!(out.contains("sysfs-refused"), "sysfs was mounted: {o:?}");
+    t.assert_clean();
+}
+
+/// The filesystem under a target counts, not only its path: with the host's /proc
+/// or /sys shown elsewhere in the container (a bind the config asked for), a later
+/// mount below it is refused as one inside /proc or /sys would be.
+#[test]
+fn mount_onto_a_procfs_or_sysfs_elsewhere_refused() {
+    let t = TestEnv::new();
+    let file = t.dir("filevol").join("f");
+    std::fs::write(&file, b"fake\n").unwrap();
+    let vol = t.dir("vol");
+    for (shown, src, dest, want) in [
+        (
+            "/hostproc",
+            "/proc",
+            "/hostproc/sys/kernel/core_pattern",
+            "on a procfs",
+        ),
+        ("/hostproc", "/proc", "/hostproc/sys/kernel", "inside /proc"),
+        ("/hostsys", "/sys", "/hostsys/kernel", "on a sysfs"),
+    ] {
+        let mut b = t.bundle(&["true"]);
+        push_bind(&mut b, std::path::Path::new(src), shown);
+        let from = if dest.ends_with("core_pattern") {
+            &file
+        } else {
+            &vol
+        };
+        push_bind(&mut b, from, dest);
+        create_fails(&t, &b, want);
+    }
+    t.assert_clean();
+}

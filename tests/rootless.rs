@@ -504,3 +504,63 @@ fn state_root_made_by_another_user_is_refused() {
     assert_eq!((md.uid(), md.mode() & 0o7777), (uid, 0o700));
     t.assert_clean();
 }
+
+/// CVE-2023-25809 on v1/hybrid hosts: without a cgroup of its own, a rootless
+/// container sees the host's /sys/fs/cgroup, and every hierarchy below it must be
+/// read-only too, not only the top: here the user owns a cgroup in a v1 hierarchy
+/// (as a logged-in user owns its session's), which it could otherwise change from
+/// inside the container.
+#[test]
+fn rootless_v1_cgroup_hierarchies_are_read_only() {
+    let t = TestEnv::new();
+    let r = Rootless::new(&t);
+    // A v1 hierarchy's cgroup the user owns: below this test's own cgroup parent.
+    let Some(parent) = cgroup_parent_dirs(&t.cgroup_parent)
+        .into_iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/pids") || d.starts_with("/sys/fs/cgroup/memory"))
+    else {
+        eprintln!("no v1 pids or memory hierarchy on this host: nothing to test");
+        return;
+    };
+    let owned = parent.join("user-owned");
+    std::fs::create_dir_all(&owned).unwrap();
+    let st = Command::new("chown")
+        .args([
+            "-R",
+            &format!("{}:{}", r.user.uid, r.user.gid),
+            owned.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = owned.to_str().unwrap().to_string();
+    r.edit(|v| {
+        v["process"]["args"] = json!([
+            "sh",
+            "-c",
+            format!(
+                "test -d {o} && echo visible; \
+                 mkdir {o}/x 2>&1 && echo mkdir-ok; \
+                 echo 1 > {o}/notify_on_release 2>/dev/null && echo write-ok || echo write-refused"
+            )
+        ])
+    });
+    let id = r.new_id(&t);
+    let out = r.kraal(&["run", &id]);
+    out.ok();
+    let text = out.stdout_now();
+    assert!(
+        text.contains("visible"),
+        "the host's cgroup is shown: {out:?}"
+    );
+    assert!(
+        text.contains("Read-only file system") && !text.contains("mkdir-ok"),
+        "a cgroup was created in the user's host hierarchy: {out:?}"
+    );
+    assert!(text.contains("write-refused"), "{out:?}");
+    assert!(!owned.join("x").exists());
+    r.assert_clean();
+    drop(r);
+    std::fs::remove_dir(&owned).unwrap();
+    t.assert_clean();
+}

@@ -68,20 +68,35 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
         let cand = cur.join(&comp);
         match open(root, &cand, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => {
+                // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
                 let mut st: libc::stat = unsafe { std::mem::zeroed() };
                 if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut st) } != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 match st.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR if !todo.is_empty() && on_procfs(fd.as_fd())? => {
+                        // Below /proc every directory belongs to the kernel (a
+                        // process's fd table, its attributes, sysctls): a mount or
+                        // a directory there is never the image's to ask for, and a
+                        // symlink in the image must not lead a mount into it.
+                        let whole: PathBuf = cand
+                            .iter()
+                            .chain(todo.iter().map(|c| c.as_os_str()))
+                            .collect();
+                        return Err(io::Error::other(format!(
+                            "the path resolves to /{}, inside /proc (/{} is a procfs directory)",
+                            whole.display(),
+                            cand.display()
+                        )));
+                    }
                     libc::S_IFDIR => cur = cand,
                     libc::S_IFLNK => {
-                        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
-                        if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) }
-                            == 0
-                            && sfs.f_type == libc::PROC_SUPER_MAGIC
-                        {
+                        if on_procfs(fd.as_fd())? {
                             // procfs links are magic (fds, other processes' roots): never walk them.
-                            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+                            return Err(io::Error::other(format!(
+                                "/{} is a procfs symlink: refusing to follow it inside /proc",
+                                cand.display()
+                            )));
                         }
                         links += 1;
                         if links > 40 {
@@ -124,6 +139,22 @@ pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd
         }
     }
     open(root, &cur, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Whether `fd` lies on a procfs.
+pub fn on_procfs(fd: BorrowedFd) -> io::Result<bool> {
+    Ok(fs_type(fd)? == libc::PROC_SUPER_MAGIC)
+}
+
+/// The filesystem magic of what `fd` refers to (fstatfs).
+pub fn fs_type(fd: BorrowedFd) -> io::Result<libc::c_long> {
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes into the statfs we own; the fd is borrowed and open.
+    if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut sfs) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sfs.f_type)
 }
 
 fn readlink_fd(fd: BorrowedFd) -> io::Result<PathBuf> {
