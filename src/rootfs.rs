@@ -410,14 +410,10 @@ fn make_device(root: BorrowedFd, d: &Device) -> Result<()> {
         )
         .with_context(|| format!("{label}: create bind target"))?;
         let h = cstr(&host)?;
-        sys::mount(
-            Some(&h),
-            &sys::fd_path(t.as_fd()),
-            None,
-            libc::MS_BIND,
-            None,
-        )
-        .with_context(|| format!("{label}: bind from host {}", host.display()))?;
+        let tree = mounts::clone_tree(None, &h, false)
+            .with_context(|| format!("{label}: clone host node {}", host.display()))?;
+        mounts::attach(tree.as_fd(), t.as_fd())
+            .with_context(|| format!("{label}: bind from host {}", host.display()))?;
         return Ok(());
     }
     // From here on the node is used by fd only. It must be what mknodat made: the

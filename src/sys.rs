@@ -229,13 +229,6 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// The path of an fd as the kernel resolves it, for mount(2) targets that must not be
-/// looked up again by name.
-pub fn fd_path(fd: BorrowedFd) -> CString {
-    // Cannot contain NUL: digits only.
-    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
-}
-
 /// Writes all of `data` to the file at `path` (no create, no truncate).
 pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
     use std::io::Write;

@@ -180,14 +180,12 @@ fn setup_terminal(p: &Plan, chan: &Channel) -> Result<()> {
     }
     let console =
         safe_path::create_file(root.as_fd(), console_path, 0o600).context("create /dev/console")?;
-    sys::mount(
-        Some(&sys::fd_path(slave.as_fd())),
-        &sys::fd_path(console.as_fd()),
-        None,
-        libc::MS_BIND,
-        None,
-    )
-    .context("bind the pty onto /dev/console")?;
+    // After pivot_root a path like /proc/self/fd/N would be resolved through the
+    // container's /proc: clone the slave's mount by its fd and attach it by fd.
+    let tree = crate::mounts::clone_tree(Some(slave.as_fd()), c"", false)
+        .context("clone the pty for /dev/console")?;
+    crate::mounts::attach(tree.as_fd(), console.as_fd())
+        .context("bind the pty onto /dev/console")?;
     tty::become_session_leader(slave.as_fd())?;
     match p.console_socket {
         Some(fd) => {
