@@ -516,6 +516,13 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     // Not dumpable while kraal's image is inside the container (CVE-2019-5736 class).
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if let Some(u) = &p.user_ns {
+        // The caller's supplementary groups go first, while the host user namespace
+        // still lets us: inside a namespace whose setgroups is "deny" they could not
+        // be dropped any more, and unmapped host groups (disk, ...) would still count
+        // on host files. A rootless caller cannot drop its own groups; they stay, as
+        // with runc.
+        // SAFETY: setgroups(2) with a zero-length list reads no memory.
+        unsafe { libc::setgroups(0, std::ptr::null()) };
         sys::setns(u.as_fd(), libc::CLONE_NEWUSER).context("setns user namespace")?;
     }
     for (flag, fd) in &p.others {
@@ -566,13 +573,13 @@ fn child(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
                 .context("sync: send the pty master")?,
         }
     }
-    let resolved = finish::become_process(&p.process)?;
+    let mut resolved = finish::become_process(&p.process)?;
     if let Some(l) = &resolved.listener {
         chan.send_seccomp(l.as_fd())
             .context("sync: send the seccomp listener")?;
     }
     chan.send(&Msg::Ready).context("sync: send Ready")?;
-    finish::exec(&p.process, &resolved)
+    finish::exec(&p.process, &mut resolved)
 }
 
 #[cfg(test)]

@@ -685,3 +685,32 @@ fn runtime_syscalls_are_not_filtered() {
         }
     }
 }
+
+/// A startContainer hook's path resolves inside the container, so the image chooses
+/// what it runs: it runs as confined as the container's process (runc does the
+/// same), with no_new_privs and the seccomp filter in force. The hook shows its
+/// state and fails on purpose, so its output comes back in kraal's error.
+#[test]
+fn start_container_hooks_run_confined() {
+    for nnp in [true, false] {
+        let c = Ctr::new("hookconf", &["true"]);
+        c.seccomp(errno_profile(18), nnp);
+        c.edit(|v| {
+            v["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
+                "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/hk; exit 3"]}]});
+        });
+        let o = c.run();
+        let t = text(&o);
+        assert!(!o.status.success(), "nnp={nnp}: {t}");
+        // The error is one logfmt line: the hook's tabs and newlines come escaped.
+        let nnp_line = format!("NoNewPrivs:\\t{}", u8::from(nnp));
+        for want in [
+            "startContainer[0]",
+            nnp_line.as_str(),
+            "Seccomp:\\t2",
+            "Invalid cross-device link",
+        ] {
+            assert!(t.contains(want), "nnp={nnp}: want {want:?} in {t}");
+        }
+    }
+}

@@ -549,3 +549,50 @@ fn user_and_time_namespaces_together() {
     t.k().run(&["delete", "--force", &b.id]).ok();
     t.assert_clean();
 }
+
+/// `exec` into a user-namespace container must not hand the caller's supplementary
+/// groups to the new process. The container decides what its /proc shows: here it
+/// covers /proc with a tmpfs claiming setgroups is "deny". kraal used to believe it,
+/// skip setgroups, and leave the caller's host groups (seen as nogroup inside, still
+/// effective on host files). Now the groups are dropped before joining the user
+/// namespace, and nothing is read from the container's /proc to decide.
+#[test]
+fn exec_drops_the_callers_groups_whatever_the_containers_proc_says() {
+    let t = TestEnv::new();
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "mount -t tmpfs fake /proc && mkdir /proc/self && echo deny > /proc/self/setgroups \
+         && echo ready > /proc/ready; sleep 300",
+    ]);
+    b.user_namespace(200000).edit(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+    });
+    t.create_start(&b);
+    let ready = wait_for(WAIT_TIMEOUT, || {
+        let o = t.k().run(&["exec", &b.id, "cat", "/proc/ready"]);
+        (o.success() && o.stdout_now().contains("ready")).then_some(())
+    });
+    assert!(ready.is_some(), "the container never covered its /proc");
+    // kraal runs with host group 6 (disk) besides root's own.
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--groups", "6", "--"])
+        .arg(kraal_bin())
+        .arg("--root")
+        .arg(&t.k().root)
+        .args(["exec", "--user", "1000:1000", &b.id, "id", "-G"]);
+    let o = t.k().exec(cmd);
+    o.ok();
+    assert_eq!(
+        o.stdout_lines(),
+        ["1000"],
+        "the exec'd process kept the caller's groups: {o:?}"
+    );
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.assert_clean();
+}

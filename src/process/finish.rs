@@ -6,7 +6,6 @@ use crate::capabilities;
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::{CStr, CString};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 #[derive(Debug, Default, Clone)]
@@ -48,6 +47,8 @@ pub struct Resolved {
     pub listener: Option<std::os::fd::OwnedFd>,
     /// The filter is already loaded (it had to be, while still privileged).
     pub seccomp_loaded: bool,
+    /// `confine` ran: no_new_privs, the LSM exec labels and the filter are in place.
+    pub confined: bool,
 }
 
 fn cstring(field: &str, s: &[u8]) -> Result<CString> {
@@ -219,6 +220,7 @@ pub fn become_process(p: &Process) -> Result<Resolved> {
         home,
         listener,
         seccomp_loaded,
+        confined: false,
     })
 }
 
@@ -278,17 +280,17 @@ fn home_of(uid: u32) -> String {
     }
 }
 
-/// The very last steps: clean signal state, only the kept fds, no_new_privs,
-/// seccomp, execve. Returns only on error.
-pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        // The Rust runtime ignores SIGPIPE; an ignored signal would survive exec.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// What confines the process from its execve on: no_new_privs, the LSM exec labels
+/// and the seccomp filter (each unless already in place). `exec` calls it last, so
+/// none of kraal's own syscalls are filtered; the init calls it earlier when
+/// startContainer hooks run, because those run programs of the image and must be
+/// confined as the process will be (as runc does).
+pub fn confine(p: &Process, r: &mut Resolved) -> Result<()> {
+    if r.confined {
+        return Ok(());
     }
     // Already set when a listener's filter was loaded early: the filter may deny prctl.
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes no pointers.
     if p.no_new_privs
         && !r.seccomp_loaded
         && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0
@@ -297,9 +299,24 @@ pub fn exec(p: &Process, r: &Resolved) -> Result<std::convert::Infallible> {
     }
     p.attrs.apply_late()?;
     if let (Some(f), false) = (&p.seccomp, r.seccomp_loaded) {
-        // Last before execve, so none of kraal's own syscalls are filtered.
         f.load().context("linux.seccomp: load the filter")?;
+        r.seccomp_loaded = true;
     }
+    r.confined = true;
+    Ok(())
+}
+
+/// The very last steps: clean signal state, only the kept fds, `confine`, execve.
+/// Returns only on error.
+pub fn exec(p: &Process, r: &mut Resolved) -> Result<std::convert::Infallible> {
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // The Rust runtime ignores SIGPIPE; an ignored signal would survive exec.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    confine(p, r)?;
     let exe = &r.exe;
     let mut argv: Vec<*const libc::c_char> = p.args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -330,41 +347,23 @@ fn check_cwd() -> Result<()> {
     Ok(())
 }
 
-/// Whether /proc/self/setgroups says "deny". The /proc here is the container's,
-/// which it may have shaped (an exec joins a running container): the file is read
-/// without blocking, only from a real procfs, and only its first bytes; anything
-/// else counts as "allow", and setgroups(2) then reports what the kernel says.
-fn setgroups_denied() -> bool {
-    use std::io::Read;
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/proc/self/setgroups")
-    else {
-        return false;
-    };
-    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatfs(2) fills the struct it is given, for an fd `f` owns.
-    if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&f), &mut sfs) } != 0
-        || sfs.f_type != libc::PROC_SUPER_MAGIC
-    {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    let n = f.take(buf.len() as u64).read(&mut buf).unwrap_or(0);
-    buf[..n].trim_ascii() == b"deny"
-}
-
 fn set_user(u: &User) -> Result<()> {
-    let setgroups_allowed = !setgroups_denied();
-    if setgroups_allowed {
-        let gids: &[libc::gid_t] = &u.additional_gids;
-        if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("process.user.additionalGids: setgroups");
+    // Whether setgroups is allowed here is the kernel's answer, not what a file in
+    // the container's /proc says (an `exec` joins a running container, which may
+    // have shaped its /proc). EPERM with no groups asked for is a user namespace whose
+    // setgroups is "deny": the caller's groups were dropped before joining it
+    // (exec), or are a rootless caller's own, which no runtime can drop.
+    let gids: &[libc::gid_t] = &u.additional_gids;
+    // SAFETY: setgroups(2) reads gids.len() gids from a live slice.
+    if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        match (e.raw_os_error(), gids.is_empty()) {
+            (Some(libc::EPERM), true) => {}
+            (Some(libc::EPERM), false) => {
+                bail!("process.user.additionalGids: setgroups is denied in this user namespace")
+            }
+            _ => return Err(e).context("process.user.additionalGids: setgroups"),
         }
-    } else if !u.additional_gids.is_empty() {
-        bail!("process.user.additionalGids: setgroups is denied in this user namespace");
     }
     if unsafe { libc::setresgid(u.gid, u.gid, u.gid) } != 0 {
         return Err(std::io::Error::last_os_error())

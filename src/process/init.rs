@@ -142,7 +142,7 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
             unsafe { libc::pause() };
         }
     }
-    let resolved = become_process(&p.process)?;
+    let mut resolved = become_process(&p.process)?;
     if let Some(l) = &resolved.listener {
         chan.send_seccomp(l.as_fd())
             .context("sync: send the seccomp listener")?;
@@ -151,11 +151,14 @@ fn init(p: &Plan, chan: &Channel) -> Result<std::convert::Infallible> {
     chan.send(&Msg::Ready).context("sync: send Ready")?;
     wait_for_start(host_proc, p.fifo)?;
     if !p.start_container_hooks.is_empty() {
+        // The hooks' paths resolve in the container: the image chooses what runs,
+        // so it runs as confined as the process will be.
+        finish::confine(&p.process, &mut resolved)?;
         let state = start_state(&state);
         crate::hooks::run_all("startContainer", &p.start_container_hooks, &state)?;
     }
 
-    finish::exec(&p.process, &resolved)
+    finish::exec(&p.process, &mut resolved)
 }
 
 /// A pty from the container's own devpts becomes the init's controlling terminal
