@@ -244,6 +244,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Cli::command().print_help().context("print help")?;
         return Ok(0);
     };
+    // The commands that fork into a container run from a sealed copy of the binary
+    // (CVE-2019-5736); the others stay cheap (no copy).
+    if matches!(
+        cmd,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        crate::exeseal::ensure_sealed()?;
+    }
     match cmd {
         Command::Create(a) => {
             container::create(
