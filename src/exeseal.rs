@@ -8,20 +8,27 @@
 //! `/proc/<pid>/exe` and, once the binary is no longer running, write to it.
 //!
 //! So the commands that enter a container (create, run, exec) first re-execute
-//! kraal from a sealed memfd copy of itself. After that, `/proc/self/exe` of this
-//! process and of every fork of it is the memfd, which cannot be written, truncated or
-//! grown, whichever execve a fork makes. The copy is made once per command, never on
-//! the commands that stay on the host (state, kill, delete, list, ...): it costs a
-//! binary's worth of shared memory for as long as the command runs.
+//! kraal from an image nothing can write to. After that, `/proc/self/exe` of this
+//! process and of every fork of it is that image, whichever execve a fork makes. Two
+//! forms, the first that works:
+//! 1. the binary opened through a private, detached, read-only overlayfs of its own
+//!    directory (no upper layer, so the superblock itself is read-only and nothing
+//!    can make it writable). No copy: the page cache stays shared, and it costs one
+//!    mount (about 0.5 ms). Needs CAP_SYS_ADMIN (not for rootless kraal).
+//! 2. a sealed memfd copy (F_SEAL_WRITE|SHRINK|GROW|SEAL): a binary's worth of
+//!    unshared memory per live command, and the copy (about 2.7 ms for 4.4 MB).
 //!
-//! Whether the image is sealed is read from the kernel (the seals of the exe), never
-//! trusted from the environment; the environment marker only stops a re-execution
-//! loop, and can only make kraal fail, not skip the protection.
+//! Neither is done on the commands that stay on the host (state, kill, delete, list,
+//! ...). Whether the image is protected is read from the kernel (the exe's seals, or
+//! its file system, mount flags and mount), never trusted from the environment; the
+//! environment marker only stops a re-execution loop, and can only make kraal fail,
+//! not skip the protection.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
 /// The seals that make the copy immutable: no write (write(2), shared writable mmap,
 /// hole punching), no size change, and no removal of these seals.
@@ -39,36 +46,219 @@ const REEXEC_MARK: &str = "_KRAAL_EXESEAL_REEXEC";
 /// The memfd's name: `/proc/<pid>/exe` of kraal's processes reads `/memfd:kraal (deleted)`.
 const MEMFD_NAME: &std::ffi::CStr = c"kraal";
 
-/// Makes sure this process runs from a sealed copy of the kraal binary: returns Ok
-/// when it already does, otherwise re-executes itself (same argv and environment)
-/// from a new sealed copy and never returns on success.
+/// Makes sure this process runs from an image of the kraal binary that nothing can
+/// write to: returns Ok when it already does, otherwise re-executes itself (same argv
+/// and environment) from a read-only overlay view or a sealed copy, and never returns
+/// on success. `scratch` is an existing directory not inside the binary's directory
+/// (the state root): the overlay's required second layer, never written.
 ///
 /// Must be called before kraal starts threads or opens anything a container could
 /// inherit: the re-execution replaces the process.
-pub fn ensure_sealed() -> Result<()> {
+pub fn ensure_sealed(scratch: &Path) -> Result<()> {
+    const OP: &str = "protect the kraal binary (CVE-2019-5736)";
     let reexecuted = std::env::var_os(REEXEC_MARK).is_some();
     if reexecuted {
         // Hooks inherit kraal's environment: the marker must not reach them.
         std::env::remove_var(REEXEC_MARK);
     }
     let exe = open_self_exe()?;
-    let seals = seals_of(&exe).context("read the seals of /proc/self/exe")?;
-    if seals.is_some_and(|s| s & REQUIRED_SEALS == REQUIRED_SEALS) {
+    let how = protection(&exe).with_context(|| format!("{OP}: inspect /proc/self/exe"))?;
+    if let Ok(how) = how {
         if reexecuted {
             restore_comm();
         }
+        crate::logging::debug(&format!("running from {how}"));
         return Ok(());
     }
     if reexecuted {
         bail!(
-            "protect the kraal binary (CVE-2019-5736): re-executed from a sealed copy, \
-             but /proc/self/exe is not sealed (seals {}); refusing to run unprotected",
-            seals.map_or("none".to_string(), |s| format!("{s:#x}"))
+            "{OP}: re-executed from a protected image, but /proc/self/exe is not \
+             one ({}); refusing to run unprotected",
+            how.err().unwrap_or_default()
         );
     }
-    let copy = sealed_copy(&exe)?;
+    let image = match overlay_view(scratch) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::logging::debug(&format!(
+                "{OP}: no read-only overlay view ({e:#}); using a sealed memfd copy"
+            ));
+            sealed_copy(&exe).map_err(|m| {
+                anyhow::anyhow!("{m:#}; a read-only overlay view was not possible either: {e:#}")
+            })?
+        }
+    };
     drop(exe);
-    reexec(&copy)
+    reexec(&image)
+}
+
+/// How `exe` is protected (Ok), or why it is not (Err, for the error message).
+fn protection(exe: &OwnedFd) -> std::io::Result<Result<&'static str, String>> {
+    let seals = seals_of(exe)?;
+    if seals.is_some_and(|s| s & REQUIRED_SEALS == REQUIRED_SEALS) {
+        return Ok(Ok("a sealed memfd copy"));
+    }
+    let st = nix::sys::statfs::fstatfs(exe).map_err(std::io::Error::from)?;
+    let overlay = st.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC;
+    let rdonly = st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
+    if overlay && rdonly {
+        // Read-only, and in no mount table of ours: nobody can remount it writable
+        // (a mount kraal made detached; not the host's own overlay root).
+        let id = mount_id(exe)?;
+        if !mounted_here(id)? {
+            return Ok(Ok("a read-only detached overlayfs"));
+        }
+        return Ok(Err(format!("read-only overlayfs mount {id} is attached")));
+    }
+    Ok(Err(format!(
+        "seals {}, {}, {}",
+        seals.map_or("none".to_string(), |s| format!("{s:#x}")),
+        if overlay {
+            "overlayfs"
+        } else {
+            "not overlayfs"
+        },
+        if rdonly {
+            "read-only"
+        } else {
+            "writable mount"
+        },
+    )))
+}
+
+/// The mount id of the file (statx STATX_MNT_ID, Linux 5.8+).
+fn mount_id(f: &OwnedFd) -> std::io::Result<u64> {
+    const STATX_MNT_ID: u32 = 0x1000;
+    // SAFETY: statx fills the zeroed struct we pass; the path is an empty C string
+    // with AT_EMPTY_PATH, so the fd itself is inspected.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            f.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if stx.stx_mask & STATX_MNT_ID == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "statx gives no mount id",
+        ));
+    }
+    Ok(stx.stx_mnt_id)
+}
+
+/// Whether mount `id` is in this process's mount namespace.
+fn mounted_here(id: u64) -> std::io::Result<bool> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let id = id.to_string();
+    Ok(mi.lines().any(|l| l.split(' ').next() == Some(id.as_str())))
+}
+
+/// The running binary opened through a new detached overlayfs whose layers are the
+/// binary's directory (on top) and `scratch`, mounted read-only, nodev, nosuid. It is
+/// checked with the same test the re-executed process applies.
+fn overlay_view(scratch: &Path) -> Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    let path = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!(
+            "/proc/self/exe is {}: no directory and name",
+            path.display()
+        );
+    };
+    // overlayfs splits lowerdir at ':' and unescapes '\\'.
+    let esc = |p: &Path| {
+        let mut v = Vec::new();
+        for &b in p.as_os_str().as_bytes() {
+            if b == b':' || b == b'\\' {
+                v.push(b'\\');
+            }
+            v.push(b);
+        }
+        v
+    };
+    let mut lower = esc(dir);
+    lower.push(b':');
+    lower.extend(esc(scratch));
+    let lower = CString::new(lower).context("lowerdir holds a NUL byte")?;
+    let name = CString::new(name.as_bytes()).context("binary name holds a NUL byte")?;
+    // SAFETY: fsopen with a valid C string; returns a new fd or -1.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(std::io::Error::last_os_error()).context("fsopen overlay");
+    }
+    // SAFETY: fsopen returned a new fd that nothing else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    let set = |k: &std::ffi::CStr, v: &std::ffi::CStr| {
+        // SAFETY: fsconfig on our context fd with two valid C strings.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    set(c"lowerdir", &lower)
+        .with_context(|| format!("overlay lowerdir={}", lower.to_string_lossy()))?;
+    // Inode-number mapping is irrelevant here; off avoids its warnings in dmesg.
+    let _ = set(c"xino", c"off");
+    // SAFETY: fsconfig(FSCONFIG_CMD_CREATE) takes no key or value.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("create overlay lowerdir={}", lower.to_string_lossy()));
+    }
+    let attrs = crate::mounts::MOUNT_ATTR_RDONLY
+        | crate::mounts::MOUNT_ATTR_NODEV
+        | crate::mounts::MOUNT_ATTR_NOSUID;
+    // SAFETY: fsmount on our context fd; returns a new fd or -1.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    if m < 0 {
+        return Err(std::io::Error::last_os_error()).context("fsmount overlay");
+    }
+    // SAFETY: fsmount returned a new fd that nothing else owns.
+    let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    let f = {
+        use std::os::fd::AsFd;
+        crate::sys::openat(
+            Some(mnt.as_fd()),
+            &name,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+        )
+    }
+    .with_context(|| format!("open {} in the overlay", name.to_string_lossy()))?;
+    match protection(&f).context("inspect the overlay view")? {
+        Ok(_) => Ok(f),
+        Err(why) => bail!("the overlay view is not protected: {why}"),
+    }
 }
 
 /// execveat(fd, "") names the process after the fd or the memfd, not after the
@@ -264,6 +454,28 @@ mod tests {
             std::fs::read(&p).unwrap(),
             std::fs::read("/proc/self/exe").unwrap()
         );
+    }
+
+    #[test]
+    fn overlay_view_is_read_only_and_detached() {
+        let scratch = std::env::temp_dir().join(format!("kraal-exeseal-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let r = overlay_view(&scratch);
+        let _ = std::fs::remove_dir(&scratch);
+        let f = r.unwrap();
+        assert!(protection(&f).unwrap().is_ok());
+        let p = format!("/proc/self/fd/{}", f.as_raw_fd());
+        let e = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read("/proc/self/exe").unwrap()
+        );
+        // The running binary itself is neither sealed nor on such a mount.
+        assert!(protection(&open_self_exe().unwrap()).unwrap().is_err());
     }
 
     #[test]

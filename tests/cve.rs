@@ -84,8 +84,9 @@ log "link $(readlink /proc/self/fd/3)"
 log "md5 $(md5sum <&3 | cut -d' ' -f1)"
 kill -9 $pid
 n=0
-until ( : 1<> /proc/self/fd/3 ) 2>/dev/null; do
-  n=$((n+1)); [ $n -gt 600 ] && { log "never writable"; finish; }
+until err=$( ( : 1<> /proc/self/fd/3 ) 2>&1 ); do
+  case "$err" in *"Read-only"*) log "open for writing: $err"; finish ;; esac
+  n=$((n+1)); [ $n -gt 600 ] && { log "never writable: $err"; finish; }
   sleep 0.05
 done
 log "opened for writing after $n polls"
@@ -94,19 +95,33 @@ log "head $(head -c 5 /proc/self/fd/3)"
 finish
 "#;
 
+/// Which protected image kraal should end up running from.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Seal {
+    /// The read-only detached overlayfs view (the first choice, as root).
+    Overlay,
+    /// The sealed memfd copy: forced by a state root inside the binary's directory,
+    /// which overlayfs refuses as overlapping layers.
+    Memfd,
+}
+
 /// A test environment plus a private copy of the kraal binary: the attacked commands
 /// run that copy, so an attack that works damages only the copy.
 struct ExeAttack {
     t: TestEnv,
+    seal: Seal,
     copy: std::path::PathBuf,
     original: Vec<u8>,
     md5: String,
 }
 
 impl ExeAttack {
-    fn new() -> ExeAttack {
-        let t = TestEnv::new();
+    fn new(seal: Seal) -> ExeAttack {
+        let mut t = TestEnv::new();
         let copy = t.dir("bin").join("kraal");
+        if seal == Seal::Memfd {
+            t.kraal.root = t.tmp.join("bin/state");
+        }
         std::fs::copy(kraal_bin(), &copy).unwrap();
         let original = std::fs::read(&copy).unwrap();
         let o = run_timeout(
@@ -118,6 +133,7 @@ impl ExeAttack {
         let md5 = o.stdout.split(' ').next().unwrap().to_string();
         ExeAttack {
             t,
+            seal,
             copy,
             original,
             md5,
@@ -198,14 +214,22 @@ impl ExeAttack {
              attacker's report: {report}",
             String::from_utf8_lossy(&now[..16])
         );
+        // And the protection under test was the one in force.
+        let want = match self.seal {
+            Seal::Overlay => "link /kraal",
+            Seal::Memfd => "link /memfd:kraal (deleted)",
+        };
+        assert!(
+            report.lines().any(|l| l == want),
+            "expected {want:?}: {report}"
+        );
     }
 }
 
 /// (a) The published exploit: the container's /bin/sh is `#!/proc/self/exe`, and the
 /// host runs `kraal exec CTR /bin/sh`.
-#[test]
-fn cve_2019_5736_exec_shebang_proc_self_exe() {
-    let x = ExeAttack::new();
+fn exec_shebang(seal: Seal) {
+    let x = ExeAttack::new(seal);
     let mark = format!("mark-{}", x.t.n);
     let b = x.t.bundle(&["/bin/busybox", "sh", "/attack.sh", &mark]);
     x.victim_rootfs(&b);
@@ -222,9 +246,8 @@ fn cve_2019_5736_exec_shebang_proc_self_exe() {
 
 /// (b) `kraal exec CTR /proc/self/exe` directly (a user or tool running the path it
 /// finds in the container).
-#[test]
-fn cve_2019_5736_exec_proc_self_exe_directly() {
-    let x = ExeAttack::new();
+fn exec_proc_self_exe(seal: Seal) {
+    let x = ExeAttack::new(seal);
     let mark = format!("mark-{}", x.t.n);
     let b = x.t.bundle(&["/bin/busybox", "sh", "/attack.sh", &mark]);
     x.victim_rootfs(&b);
@@ -281,9 +304,8 @@ fn attack_second_container(x: &ExeAttack, mark: &str, edit_b: impl FnOnce(&mut s
 
 /// (c) The init's own execve: process.args is the container's `#!/proc/self/exe`
 /// /bin/sh; an exec'd process of another container sharing the pid namespace attacks.
-#[test]
-fn cve_2019_5736_init_execve_shebang() {
-    let x = ExeAttack::new();
+fn init_execve_shebang(seal: Seal) {
+    let x = ExeAttack::new(seal);
     let mark = format!("mark-{}", x.t.n);
     let m = mark.clone();
     attack_second_container(&x, &mark, |c| c["process"]["args"] = json!(["/bin/sh", m]));
@@ -291,9 +313,8 @@ fn cve_2019_5736_init_execve_shebang() {
 
 /// (d) A startContainer hook runs in the container (after pivot_root, so its path is
 /// the container's): a `#!/proc/self/exe` hook is another execve of kraal's fork.
-#[test]
-fn cve_2019_5736_start_container_hook_shebang() {
-    let x = ExeAttack::new();
+fn start_container_hook_shebang(seal: Seal) {
+    let x = ExeAttack::new(seal);
     let mark = format!("mark-{}", x.t.n);
     let m = mark.clone();
     attack_second_container(&x, &mark, |c| {
@@ -301,20 +322,66 @@ fn cve_2019_5736_start_container_hook_shebang() {
     });
 }
 
+#[test]
+fn cve_2019_5736_exec_shebang_proc_self_exe() {
+    exec_shebang(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_exec_shebang_proc_self_exe_memfd() {
+    exec_shebang(Seal::Memfd);
+}
+
+#[test]
+fn cve_2019_5736_exec_proc_self_exe_directly() {
+    exec_proc_self_exe(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_exec_proc_self_exe_directly_memfd() {
+    exec_proc_self_exe(Seal::Memfd);
+}
+
+#[test]
+fn cve_2019_5736_init_execve_shebang() {
+    init_execve_shebang(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_init_execve_shebang_memfd() {
+    init_execve_shebang(Seal::Memfd);
+}
+
+#[test]
+fn cve_2019_5736_start_container_hook_shebang() {
+    start_container_hook_shebang(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_start_container_hook_shebang_memfd() {
+    start_container_hook_shebang(Seal::Memfd);
+}
+
 /// With executable memfds forbidden (vm.memfd_noexec=2, set here in a private pid
-/// namespace only), the commands that enter a container fail with an error naming the
-/// sysctl instead of running unprotected; the other commands still work.
+/// namespace only): where the memfd copy is the only protection left (state root
+/// inside the binary's directory, so no overlay), create fails with an error naming
+/// the sysctl instead of running unprotected; the overlay form does not need a memfd
+/// (run works), and the commands that stay on the host are not affected.
 #[test]
 fn cve_2019_5736_memfd_noexec_is_a_clear_error() {
-    let t = TestEnv::new();
+    let x = ExeAttack::new(Seal::Overlay);
+    let t = &x.t;
     let b = t.bundle(&["true"]);
-    let root = t.k().root.to_str().unwrap().to_string();
-    let bin = kraal_bin().to_str().unwrap().to_string();
+    let bin = x.copy.to_str().unwrap();
+    let nested = t.tmp.join("bin/state");
     let script = format!(
         "echo 2 > /proc/sys/vm/memfd_noexec || exit 99; \
-         {bin} --root {root} create --bundle {} {id}; echo create=$?; \
-         {bin} --root {root} list -q; echo list=$?",
-        b.dir.to_str().unwrap(),
+         {bin} --root {nested} create --bundle {bd} {id}; echo create=$?; \
+         {bin} --root {nested} list -q; echo list=$?; \
+         {bin} --root {root} run --bundle {bd} {id}; echo run=$?",
+        nested = nested.display(),
+        root = t.k().root.display(),
+        bd = b.dir.display(),
         id = b.id
     );
     let mut c = std::process::Command::new("unshare");
@@ -323,8 +390,12 @@ fn cve_2019_5736_memfd_noexec_is_a_clear_error() {
     o.ok();
     assert!(o.stdout.contains("create=1"), "{o:?}");
     assert!(o.stdout.contains("list=0"), "{o:?}");
+    assert!(o.stdout.contains("run=0"), "{o:?}");
     o.stderr_has("vm.memfd_noexec");
-    assert!(t.k().state(&b.id).is_none(), "nothing was created: {o:?}");
+    assert!(
+        std::fs::read_dir(&nested).unwrap().next().is_none(),
+        "the refused create left nothing: {o:?}"
+    );
     t.assert_clean();
 }
 

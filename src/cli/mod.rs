@@ -250,7 +250,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         cmd,
         Command::Create(_) | Command::Run { .. } | Command::Exec(_)
     ) {
-        crate::exeseal::ensure_sealed()?;
+        // The state root is the overlay's spare layer: made as `create` makes it.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&root)
+            .with_context(|| format!("create state root {}", root.display()))?;
+        crate::exeseal::ensure_sealed(&root)?;
     }
     match cmd {
         Command::Create(a) => {
