@@ -104,7 +104,13 @@ fn protection(exe: &OwnedFd) -> std::io::Result<Result<&'static str, String>> {
     if overlay && rdonly {
         // Read-only, and in no mount table of ours: nobody can remount it writable
         // (a mount kraal made detached; not the host's own overlay root).
-        let id = mount_id(exe)?;
+        // Without a mount id (before Linux 5.8) this cannot be told: not protected,
+        // so the first process re-executes (from the memfd: the overlay candidate
+        // fails the same test).
+        let id = match mount_id(exe) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(format!("read-only overlayfs, mount id unknown: {e}"))),
+        };
         if !mounted_here(id)? {
             return Ok(Ok("a read-only detached overlayfs"));
         }
