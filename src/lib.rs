@@ -10,6 +10,7 @@ pub mod container;
 pub mod dbus;
 pub mod defaults;
 pub mod exec;
+pub mod exeseal;
 pub mod failpoint;
 pub mod features;
 pub mod fs;

