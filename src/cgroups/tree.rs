@@ -170,7 +170,7 @@ pub fn walk(top: &Path, v: &mut dyn Visit) -> Result<()> {
 }
 
 /// [`walk`] from an open directory; `path` is its name for messages.
-pub fn walk_fd(fd: OwnedFd, path: &Path, v: &mut dyn Visit) -> Result<()> {
+fn walk_fd(fd: OwnedFd, path: &Path, v: &mut dyn Visit) -> Result<()> {
     let Some(first) = enter(fd, CString::default(), path.to_path_buf(), v)? else {
         return Ok(());
     };
