@@ -1193,10 +1193,9 @@ fn destroy(dir: Dir, s: &Saved) -> Result<()> {
         if let Ok(pfd) = sys::pidfd_open(s.pid) {
             if state::process_alive(s.pid, s.init_start) {
                 let _ = sys::pidfd_send_signal(pfd.as_fd(), libc::SIGKILL);
-                // A frozen process only dies once thawed.
-                if cgroups::is_frozen(&s.cgroup_dirs) {
-                    let _ = cgroups::thaw(&s.cgroup_dirs);
-                }
+                // A frozen process only dies once thawed (also in a sub-cgroup the
+                // container froze itself).
+                cgroups::thaw_to_kill(&s.cgroup_dirs);
                 let mut p = libc::pollfd {
                     fd: pfd.as_raw_fd(),
                     events: libc::POLLIN,

@@ -1192,3 +1192,209 @@ fn delete_paused_needs_force() {
     k.run(&["state", &b.id]).fails();
     t.assert_clean_strict();
 }
+
+/// Cleanup for `a_container_owning_its_cgroup_tree_cannot_block_delete`, when delete
+/// failed: thaws, kills and removes, deepest first, the cgroups below `dir` by
+/// directory fds (the tree is deeper than PATH_MAX), then deletes the container.
+/// Never panics: it runs from TestEnv's Drop.
+fn force_remove_tree_at(parent: i32, name: &std::ffi::CStr) {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: openat on an fd the caller holds and a NUL-terminated name.
+    let fd = unsafe { libc::openat(parent, name.as_ptr(), flags) };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: fd was just opened here and is owned by nothing else.
+    let dir = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let dir_fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    let read_at = |file: &std::ffi::CStr| -> String {
+        // SAFETY: openat on the fd we hold and a NUL-terminated name.
+        let f = unsafe { libc::openat(dir_fd, file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if f < 0 {
+            return String::new();
+        }
+        // SAFETY: f was just opened here and is owned by nothing else.
+        let f = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(f) };
+        std::io::read_to_string(f).unwrap_or_default()
+    };
+    // SAFETY: openat on the fd we hold and a NUL-terminated name.
+    let st = unsafe {
+        libc::openat(
+            dir_fd,
+            c"freezer.state".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if st >= 0 {
+        // SAFETY: st was just opened here and is owned by nothing else.
+        let mut f = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(st) };
+        let _ = std::io::Write::write_all(&mut f, b"THAWED");
+    }
+    let subs: Vec<std::ffi::CString> = fs::read_dir(format!("/proc/self/fd/{dir_fd}"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| std::ffi::CString::new(e.file_name().into_encoded_bytes()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in &subs {
+        force_remove_tree_at(dir_fd, s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for pid in read_at(c"cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on a pid in this test's own container's cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // SAFETY: unlinkat on the parent fd the caller holds and a NUL-terminated name.
+        let r = unsafe { libc::unlinkat(parent, name.as_ptr(), libc::AT_REMOVEDIR) };
+        if r == 0 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts a container running `script` (with `$1` = `arg`) with a read-write cgroup
+/// mount in its cgroup namespace, so that it owns the tree below its cgroup, and
+/// waits until the script touches /shared/ready. Returns its id and its cgroup
+/// directories on the host; if the test fails, the tree is removed by fds.
+fn start_cgroup_owner(t: &TestEnv, script: &str, arg: &str) -> (String, Vec<PathBuf>) {
+    let shared = t.dir(&format!("shared-{}", next_n()));
+    let mut b = t.bundle(&["sh", "-c", script, "sh", arg]);
+    b.bind(&shared, "/shared");
+    // The default spec has the cgroup namespace; make its cgroup mount read-write.
+    b.edit(|c| {
+        for m in c["mounts"].as_array_mut().expect("mounts") {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+            }
+        }
+    });
+    let id = b.id.clone();
+    let dirs: Vec<PathBuf> = cgroup_parent_dirs(&t.cgroup_parent)
+        .into_iter()
+        .map(|d| d.join(&id))
+        .collect();
+    let (cdirs, bin, root, io, cid) = (
+        dirs.clone(),
+        t.k().bin.clone(),
+        t.k().root.clone(),
+        t.tmp.join("cleanup-io"),
+        id.clone(),
+    );
+    t.on_drop(move || {
+        for d in &cdirs {
+            let (Some(parent), Some(name)) = (d.parent(), d.file_name()) else {
+                continue;
+            };
+            let Ok(p) = fs::File::open(parent) else {
+                continue;
+            };
+            let Ok(name) = std::ffi::CString::new(name.as_encoded_bytes()) else {
+                continue;
+            };
+            force_remove_tree_at(std::os::fd::AsRawFd::as_raw_fd(&p), &name);
+        }
+        let mut c = Command::new(bin);
+        c.arg("--root").arg(root).args(["delete", "--force", &cid]);
+        let _ = try_run(&mut c, CMD_TIMEOUT, &io);
+    });
+    t.create_start(&b);
+    wait_file(&shared.join("ready"));
+    (id, dirs)
+}
+
+/// `delete --force` succeeded, the container's cgroup directories are gone from
+/// every hierarchy, its state too, and nothing of the test is left.
+#[track_caller]
+fn assert_deleted(t: &TestEnv, id: &str, dirs: &[PathBuf], del: &Out) {
+    del.ok();
+    for d in dirs {
+        assert!(!d.exists(), "{} left after delete", d.display());
+    }
+    t.k().run(&["state", id]).fails();
+    t.assert_clean();
+}
+
+/// A container whose cgroup is writable to it (a cgroup namespace and a read-write
+/// cgroup mount) owns the tree below its cgroup. It builds chains of 70 nested
+/// sub-cgroups with 250-character names in two hierarchies (cpu, the first one,
+/// where `ps` looks, and pids), far past PATH_MAX on the host and deeper than the
+/// fds kraal keeps open while walking, with a process at the bottom. `ps` must
+/// still list every process, and `delete --force` must kill them and remove every
+/// cgroup directory of the container.
+#[test]
+fn a_deep_cgroup_tree_of_the_container_cannot_block_delete() {
+    let t = env();
+    let long = "k".repeat(250);
+    let script = r#"set -e
+for h in cpu pids; do
+  ( cd /sys/fs/cgroup/$h
+    i=0
+    while [ $i -lt 70 ]; do mkdir "$1"; cd -P "$1"; i=$((i+1)); done
+    [ $h = cpu ] || exit 0
+    sleep 1001 &
+    echo $! > cgroup.procs
+  )
+done
+touch /shared/ready
+exec sleep 1000
+"#;
+    let (id, dirs) = start_cgroup_owner(&t, script, &long);
+    let k = t.k();
+    for c in ["cpu", "pids"] {
+        let d = need_v1(&t, &id, c);
+        assert!(d.join(&long).is_dir(), "no sub-cgroup in {}", d.display());
+    }
+    let ps = k.run(&["ps", "--format", "json", &id]);
+    let del = k.run(&["delete", "--force", &id]);
+    assert_deleted(&t, &id, &dirs, &del);
+    let pids: Vec<i64> = serde_json::from_str(ps.ok().stdout.trim()).expect("pid array");
+    assert_eq!(pids.len(), 2, "init and the deep sleep: {pids:?}");
+}
+
+/// A container freezes a sub-cgroup of its own (v1 freezer, two levels down)
+/// holding a process: thawing the container's cgroup alone leaves it frozen, and a
+/// frozen v1 task only dies of SIGKILL once thawed. `ps` lists it, and
+/// `delete --force` must kill it too and remove every cgroup directory.
+#[test]
+fn a_cgroup_the_container_froze_cannot_block_delete() {
+    let t = env();
+    let script = r#"set -e
+mkdir -p /sys/fs/cgroup/freezer/ice/cold
+sleep 1002 &
+echo $! > /sys/fs/cgroup/freezer/ice/cold/cgroup.procs
+echo FROZEN > /sys/fs/cgroup/freezer/ice/cold/freezer.state
+while [ "$(cat /sys/fs/cgroup/freezer/ice/cold/freezer.state)" != FROZEN ]; do sleep 0.05; done
+touch /shared/ready
+exec sleep 1000
+"#;
+    let (id, dirs) = start_cgroup_owner(&t, script, "");
+    let k = t.k();
+    let cold = need_v1(&t, &id, "freezer").join("ice/cold");
+    assert_eq!(read(&cold, "freezer.state"), "FROZEN");
+    let frozen: Vec<i64> = read(&cold, "cgroup.procs")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(frozen.len(), 1, "{}: {frozen:?}", cold.display());
+    let frozen = frozen[0];
+    assert!(pid_alive(frozen), "frozen process {frozen} is not running");
+
+    let ps = k.run(&["ps", "--format", "json", &id]);
+    let pids: Vec<i64> = serde_json::from_str(ps.ok().stdout.trim()).expect("pid array");
+    assert!(pids.contains(&frozen), "{pids:?} lacks the frozen {frozen}");
+    let del = k.run(&["delete", "--force", &id]);
+    assert_deleted(&t, &id, &dirs, &del);
+    assert!(
+        wait_for(Duration::from_secs(5), || (!pid_alive(frozen))
+            .then_some(()))
+        .is_some(),
+        "the process the container froze ({frozen}) survived delete --force"
+    );
+}

@@ -2,8 +2,10 @@
 //! when mounted (hybrid hosts too), else v2's `cgroup.freeze`. Both wait until the
 //! kernel reports every task frozen, so `state` says `paused` only when it is true.
 
-use super::file;
+use super::{file, tree};
 use anyhow::{bail, Result};
+use std::ffi::CString;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,72 @@ pub fn thaw(dirs: &[PathBuf]) -> Result<()> {
             wait_events(d, "frozen", "0")
         }
         None => bail!("no freezer: neither the v1 freezer controller nor cgroup.freeze is available for this container"),
+    }
+}
+
+/// Undoes every freeze a container set on the cgroups it made below its own, in
+/// each of its hierarchies that has a freezer: v1 `freezer.state` THAWED, v2
+/// `cgroup.freeze` 0. The container's own cgroup is left as it is (paused or not).
+///
+/// A v1 task frozen by a sub-cgroup's own state stays frozen when its ancestors
+/// thaw, and a frozen v1 task only dies of SIGKILL once thawed: without this a
+/// container could keep processes alive through every kill. (A v2 frozen task dies
+/// of SIGKILL, and v2 freezing is hierarchical; its self-set freezes are undone
+/// too, so that nothing the container froze outlives a kill.) While the
+/// container's own cgroup is frozen, thawed sub-cgroups stay frozen under it, in
+/// v1 and v2 alike. The walk goes by directory fds (see `tree`).
+pub fn thaw_below(dirs: &[PathBuf]) -> Result<()> {
+    let mut first_err = None;
+    for d in dirs {
+        for (file, value) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+            if !file::exists(d, file) {
+                continue;
+            }
+            let mut t = ThawBelow {
+                file: CString::new(file)?,
+                value,
+                top: true,
+                err: None,
+            };
+            let r = tree::walk(d, &mut t);
+            if let Some(e) = t.err.or(r.err()) {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes `value` to `file` of every cgroup below the top of a walk; keeps going
+/// past a failure (every other one still thaws) and remembers the first.
+struct ThawBelow {
+    file: CString,
+    value: &'static str,
+    top: bool,
+    err: Option<anyhow::Error>,
+}
+
+impl tree::Visit for ThawBelow {
+    fn pre(&mut self, dir: BorrowedFd, path: &Path) -> Result<()> {
+        if std::mem::take(&mut self.top) {
+            return Ok(());
+        }
+        match tree::write_at(dir, &self.file, self.value) {
+            Ok(()) => {}
+            Err(e) if tree::is_gone(&e) => {}
+            Err(e) => {
+                let e = anyhow::Error::new(e).context(format!(
+                    "write {:?} to {}",
+                    self.value,
+                    path.join(self.file.to_string_lossy().as_ref()).display()
+                ));
+                self.err.get_or_insert(e);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +217,31 @@ mod tests {
         thaw(&dirs).unwrap();
         assert!(!is_frozen(&dirs));
         assert_eq!(v1.get("freezer.state"), "THAWED");
+    }
+
+    /// The container's own freezes below its cgroup are undone at every depth, in
+    /// v1 and v2; the container's cgroup itself keeps its state.
+    #[test]
+    fn thaw_below_undoes_the_containers_own_freezes() {
+        let v1 = FakeDir::new(&[("freezer.state", "FROZEN")]);
+        let v2 = FakeDir::new(&[("cgroup.freeze", "1")]);
+        for (d, file, value) in [
+            (&v1, "freezer.state", "FROZEN"),
+            (&v2, "cgroup.freeze", "1"),
+        ] {
+            let deep = d.0.join("a/b/c");
+            std::fs::create_dir_all(&deep).unwrap();
+            for sub in [d.0.join("a"), deep.clone()] {
+                std::fs::write(sub.join(file), value).unwrap();
+            }
+        }
+        thaw_below(&[v1.0.clone(), v2.0.clone()]).unwrap();
+        assert_eq!(v1.get("freezer.state"), "FROZEN");
+        assert_eq!(v1.get("a/freezer.state"), "THAWED");
+        assert_eq!(v1.get("a/b/c/freezer.state"), "THAWED");
+        assert_eq!(v2.get("cgroup.freeze"), "1");
+        assert_eq!(v2.get("a/cgroup.freeze"), "0");
+        assert_eq!(v2.get("a/b/c/cgroup.freeze"), "0");
     }
 
     #[test]

@@ -18,13 +18,16 @@ pub mod oom;
 pub mod resources;
 pub mod stats;
 pub mod systemd;
+pub mod tree;
 pub mod v1;
 pub mod v2;
 
 pub use resources::Placement;
 
 use anyhow::{bail, Context, Result};
+use std::ffi::CStr;
 use std::fs;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -359,8 +362,9 @@ pub fn thaw(dirs: &[PathBuf]) -> Result<()> {
 pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
     for d in dirs {
         if d.join("cgroup.procs").exists() {
-            let mut out = Vec::new();
-            collect_pids(d, &mut out)?;
+            let mut c = CollectPids(Vec::new());
+            tree::walk(d, &mut c)?;
+            let mut out = c.0;
             out.sort_unstable();
             out.dedup();
             return Ok(out);
@@ -369,29 +373,25 @@ pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
     Ok(Vec::new())
 }
 
-fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    let procs = dir.join("cgroup.procs");
-    match fs::read_to_string(&procs) {
-        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        // Removed while we walked: its processes are gone or moved.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("read {}", procs.display())),
-    }
-    for sub in subdirs(dir) {
-        collect_pids(&sub, out)?;
-    }
-    Ok(())
-}
+/// Reads cgroup.procs of each cgroup of a tree, by the directory's fd: the tree
+/// below the container's cgroup is the container's, paths there may pass PATH_MAX.
+struct CollectPids(Vec<i32>);
 
-fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
+impl tree::Visit for CollectPids {
+    fn pre(&mut self, dir: BorrowedFd, path: &Path) -> Result<()> {
+        match tree::read_at(dir, c"cgroup.procs") {
+            Ok(s) => self
+                .0
+                .extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+            // Removed while we walked: its processes are gone or moved.
+            Err(e) if tree::is_gone(&e) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("read {}", path.join("cgroup.procs").display()))
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sends `sig` to every process in the cgroup. SIGKILL goes through cgroup.kill
@@ -399,7 +399,11 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 /// reach the processes of a paused container.
 pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
     if sig == libc::SIGKILL {
-        if !write_cgroup_kill(dirs) {
+        if write_cgroup_kill(dirs) {
+            // cgroup.kill reaches a v2-frozen task; one the container froze in a v1
+            // sub-cgroup of its own only dies once thawed.
+            let _ = freezer::thaw_below(dirs);
+        } else {
             kill_frozen(dirs, true);
         }
         return Ok(());
@@ -414,6 +418,9 @@ pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
 /// meanwhile, then thaws it: a frozen task only dies once thawed (as runc does).
 fn kill_frozen(dirs: &[PathBuf], freeze: bool) {
     let froze = freeze && freezer::find(dirs).is_some() && freezer::freeze(dirs).is_ok();
+    // Sub-cgroups the container froze itself: thawed here, they stay frozen under
+    // the container's own cgroup while it is frozen, and die when it thaws.
+    let _ = freezer::thaw_below(dirs);
     if let Ok(p) = pids(dirs) {
         for pid in p {
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -465,10 +472,9 @@ pub fn destroy(dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Removes the cgroups below `d` by their parents' fds, deepest first, then `d`.
 fn remove_tree(d: &Path, deadline: Instant) -> Result<()> {
-    for sub in subdirs(d) {
-        remove_tree(&sub, deadline)?;
-    }
+    tree::walk(d, &mut RemoveBelow { deadline })?;
     loop {
         match fs::remove_dir(d) {
             Ok(()) => return Ok(()),
@@ -478,6 +484,46 @@ fn remove_tree(d: &Path, deadline: Instant) -> Result<()> {
             }
             Err(e) => return Err(e).with_context(|| format!("remove cgroup {}", d.display())),
         }
+    }
+}
+
+/// Removes each cgroup below the top of a walk once what is below it is gone.
+struct RemoveBelow {
+    deadline: Instant,
+}
+
+impl tree::Visit for RemoveBelow {
+    fn pre(&mut self, _dir: BorrowedFd, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    fn post(&mut self, parent: BorrowedFd, name: &CStr, path: &Path) -> Result<()> {
+        loop {
+            // SAFETY: unlinkat on a directory fd we hold and a NUL-terminated name.
+            let r =
+                unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOENT) => return Ok(()),
+                // Exiting processes still in it: they leave shortly.
+                Some(libc::EBUSY) if Instant::now() < self.deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                _ => return Err(e).with_context(|| format!("remove cgroup {}", path.display())),
+            }
+        }
+    }
+}
+
+/// Thaws the container's cgroup and every sub-cgroup it froze itself, so that the
+/// processes a SIGKILL was sent to can die (a v1-frozen task only dies once thawed).
+pub fn thaw_to_kill(dirs: &[PathBuf]) {
+    let _ = freezer::thaw_below(dirs);
+    if is_frozen(dirs) {
+        let _ = freezer::thaw(dirs);
     }
 }
 
