@@ -595,6 +595,9 @@ fn joined_userns_maps(path: &Path) -> Result<(String, String)> {
     }
     if pid == 0 {
         unsafe {
+            // Only the parent may hold `done` open, or the read below never ends.
+            libc::close(done_w.as_raw_fd());
+            libc::close(ready_r.as_raw_fd());
             let ok: u8 = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) == 0 {
                 1
             } else {
