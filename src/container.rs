@@ -242,9 +242,12 @@ fn create_steps(root: &Path, o: &CreateOpts, owed: &mut Option<OwedPoststop>) ->
     }
     crate::failpoint::hit("after-cgroups");
 
+    // The host ids the init runs as when it opens exec.fifo (and the container's
+    // processes send to the notify socket): the only ones, beside kraal, let in.
+    let init_ids = process_host_ids(&spec)?;
     let notify_socket = crate::notify::host_socket();
     if notify_socket.is_some() {
-        let m = crate::notify::container_mount(&dir_path)?;
+        let m = crate::notify::container_mount(&dir_path, init_ids)?;
         spec.mounts_mut().get_or_insert_with(Vec::new).push(m);
         if let Some(p) = spec.process_mut() {
             p.env_mut()
@@ -252,7 +255,7 @@ fn create_steps(root: &Path, o: &CreateOpts, owed: &mut Option<OwedPoststop>) ->
                 .push(crate::notify::container_env());
         }
     }
-    let fifo = make_fifo(&dir_path.join(state::FIFO))?;
+    let fifo = make_fifo(&dir_path.join(state::FIFO), init_ids)?;
     let mut plan = build_plan(&spec, &bundle, o, cg_view)?;
     // Id-mapped trees are made here, once, and attached by the init (move_mount).
     let mut trees = Vec::new();
@@ -456,16 +459,175 @@ fn describe_wait(st: Option<i32>) -> String {
     }
 }
 
-fn make_fifo(path: &Path) -> Result<OwnedFd> {
+/// Makes exec.fifo, which only kraal and the container's init may open: a fifo
+/// anyone could open lets any local user hold `start` up (a writer kept open) or
+/// make it report a fake error (text written), and a reader could release the init.
+/// Made 0600 for kraal, then given to `owner` (the host ids the init has when it
+/// opens it for writing, after its switch to `process.user`), since the init may no
+/// longer be privileged over a file it does not own.
+fn make_fifo(path: &Path, owner: Option<(u32, u32)>) -> Result<OwnedFd> {
     let c = sys::cstr(path)?;
-    let old = unsafe { libc::umask(0) };
-    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o622) };
+    let old = unsafe { libc::umask(0o077) };
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
     unsafe { libc::umask(old) };
     if r != 0 {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("mkfifo {}", path.display()));
     }
-    sys::openat(None, &c, libc::O_PATH, 0).with_context(|| format!("open {}", path.display()))
+    let fd = sys::openat(None, &c, libc::O_PATH | libc::O_NOFOLLOW, 0)
+        .with_context(|| format!("open {}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        give_to(fd.as_fd(), path, uid, gid)?;
+    }
+    Ok(fd)
+}
+
+/// Gives a file kraal just made in its own state directory to the container's
+/// (host) ids. A rootless kraal cannot give files to ids other than its own: there
+/// the container directory's group and others may keep access (a rootless state
+/// root is private to its user, so no other user reaches it).
+pub(crate) fn give_to(fd: std::os::fd::BorrowedFd, path: &Path, uid: u32, gid: u32) -> Result<()> {
+    // SAFETY: fd is a valid descriptor for the call's duration; the empty path is a
+    // NUL-terminated literal and AT_EMPTY_PATH makes the call act on fd itself.
+    let r = unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EPERM) && !nix::unistd::geteuid().is_root() {
+        crate::logging::debug(&format!(
+            "rootless: cannot give {} to uid {uid}, opening it to the container's ids by mode",
+            path.display()
+        ));
+        let md =
+            std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
+        let mode = if md.is_dir() { 0o755 } else { 0o622 };
+        use std::os::unix::fs::PermissionsExt;
+        return std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()));
+    }
+    Err(e).with_context(|| format!("chown {} to {uid}:{gid}", path.display()))
+}
+
+/// The host uid and gid of `process.user` (what the init runs as once it has
+/// switched to it): the ids themselves without a user namespace, mapped through
+/// `linux.uidMappings`/`gidMappings` for a new one, and through the joined
+/// namespace's own maps for a joined one. None without a `process`.
+fn process_host_ids(spec: &Spec) -> Result<Option<(u32, u32)>> {
+    let Some(p) = spec.process() else {
+        return Ok(None);
+    };
+    let (uid, gid) = (p.user().uid(), p.user().gid());
+    let linux = spec.linux().clone().unwrap_or_default();
+    let userns = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        .cloned();
+    let Some(ns) = userns else {
+        return Ok(Some((uid, gid)));
+    };
+    let (umap, gmap) = match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        None => {
+            let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+                m.as_deref()
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                    .collect()
+            };
+            (fmt(linux.uid_mappings()), fmt(linux.gid_mappings()))
+        }
+        Some(path) => joined_userns_maps(path)?,
+    };
+    let host_uid = map_id(&umap, uid).ok_or_else(|| {
+        anyhow!("process.user.uid {uid}: not mapped in the container's user namespace")
+    })?;
+    let host_gid = map_id(&gmap, gid).ok_or_else(|| {
+        anyhow!("process.user.gid {gid}: not mapped in the container's user namespace")
+    })?;
+    Ok(Some((host_uid, host_gid)))
+}
+
+/// The host id of `id` under an id map in /proc/PID/uid_map form
+/// ("inside outside count" lines).
+fn map_id(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|l| {
+        let mut f = l.split_whitespace().map(|x| x.parse::<u64>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        let id = u64::from(id);
+        (id >= inside && id - inside < count)
+            .then(|| u32::try_from(outside + (id - inside)).ok())
+            .flatten()
+    })
+}
+
+/// The uid and gid maps of a user namespace given by path, as kraal's own
+/// namespace sees them: a forked child joins it and kraal reads the child's maps.
+fn joined_userns_maps(path: &Path) -> Result<(String, String)> {
+    let what = || format!("linux.namespaces (user): {}", path.display());
+    let ns = std::fs::File::open(path).with_context(|| format!("{}: open", what()))?;
+    let mut ready = [0 as libc::c_int; 2];
+    let mut done = [0 as libc::c_int; 2];
+    // SAFETY: each array has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+        || unsafe { libc::pipe2(done.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("{}: pipe", what()));
+    }
+    // SAFETY: the four descriptors were just returned by pipe2 and are owned here.
+    let (ready_r, ready_w, done_r, done_w) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            OwnedFd::from_raw_fd(ready[0]),
+            OwnedFd::from_raw_fd(ready[1]),
+            OwnedFd::from_raw_fd(done[0]),
+            OwnedFd::from_raw_fd(done[1]),
+        )
+    };
+    // SAFETY: the child only makes async-signal-safe system calls (setns, write,
+    // read, _exit) on descriptors opened before the fork, and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("{}: fork", what()));
+    }
+    if pid == 0 {
+        unsafe {
+            // Only the parent may hold `done` open, or the read below never ends.
+            libc::close(done_w.as_raw_fd());
+            libc::close(ready_r.as_raw_fd());
+            let ok: u8 = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) == 0 {
+                1
+            } else {
+                0
+            };
+            libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
+            let mut b = 0u8;
+            libc::read(done_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(ready_w);
+    drop(done_r);
+    let mut ok = 0u8;
+    // SAFETY: reads one byte into a live local.
+    let n = unsafe { libc::read(ready_r.as_raw_fd(), (&mut ok as *mut u8).cast(), 1) };
+    let maps = if n == 1 && ok == 1 {
+        let read = |f: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+                .with_context(|| format!("{}: read {f}", what()))
+        };
+        read("uid_map").and_then(|u| Ok((u, read("gid_map")?)))
+    } else {
+        Err(anyhow!("{}: cannot join it to read its id maps", what()))
+    };
+    drop(done_w);
+    let mut st = 0;
+    // SAFETY: waits for the child forked above, which exits once `done` closes.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    maps
 }
 
 fn cstring(field: &str, s: &[u8]) -> Result<CString> {
@@ -866,57 +1028,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         (None, _) => None,
     };
     let fifo = dir.fifo();
-    let c = sys::cstr(&fifo)?;
-    let f = sys::openat(None, &c, libc::O_RDONLY | libc::O_NONBLOCK, 0)
-        .with_context(|| format!("open {}", fifo.display()))?;
-    // "0" means the init is past its wait; then EOF means execve succeeded (the write
-    // end is close-on-exec), and any text is the init's error.
-    let mut got_start = false;
-    let mut err = Vec::new();
-    loop {
-        let mut pfd = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let r = unsafe { libc::poll(&mut pfd, 1, 50) };
-        if r > 0 {
-            let mut b = [0u8; 4096];
-            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
-            if n > 0 {
-                let data = &b[..n as usize];
-                let data = if !got_start && data[0] == b'0' {
-                    got_start = true;
-                    &data[1..]
-                } else {
-                    data
-                };
-                err.extend_from_slice(data);
-                continue;
-            }
-            if n == 0 || pfd.revents & libc::POLLHUP != 0 {
-                if !got_start {
-                    bail!("cannot start container {id:?}: its init exited before start");
-                }
-                break;
-            }
-        }
-        if !state::process_alive(saved.pid, saved.init_start) {
-            if got_start && err.is_empty() {
-                break;
-            }
-            if !got_start {
-                bail!("cannot start container {id:?}: its init process is gone");
-            }
-        }
-    }
-    std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
-    if !err.is_empty() {
-        bail!(
-            "container {id:?} failed to start: {}",
-            String::from_utf8_lossy(&err).trim()
-        );
-    }
+    wait_init_exec(id, &saved, &fifo)?;
     if let Some((sock, host)) = &notify {
         crate::notify::wait_ready(sock, host, saved.pid, || {
             state::process_alive(saved.pid, saved.init_start)
@@ -947,6 +1059,159 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Releases the init blocked on exec.fifo and waits until it has exec'd the user
+/// process (or failed), bounded by the init's life: the wait is a poll on the fifo
+/// and on the init's pidfd, and the init's own exec is read from the kernel
+/// (PF_FORKNOEXEC, cleared by execve), never guessed from what the fifo carries.
+///
+/// The init writes "0" once `start` opened the fifo, then keeps the write end
+/// (close-on-exec) until execve; if it fails first it writes its error and exits.
+/// So: data before "0" is not the init's (refused, not shown as its error); once the
+/// init has exec'd, the container runs and anything else read is only logged; text
+/// is the init's error only when the init did not exec. An init that has already
+/// exec'd (a `start` killed before removing the fifo) is refused at once instead of
+/// waiting for a writer that never comes.
+fn wait_init_exec(id: &str, saved: &Saved, fifo: &Path) -> Result<()> {
+    let gone = || anyhow!("cannot start container {id:?}: its init process is gone");
+    // The pidfd pins the process; checked once after opening, it is the init.
+    let pidfd = sys::pidfd_open(saved.pid).map_err(|_| gone())?;
+    if !state::process_alive(saved.pid, saved.init_start) {
+        return Err(gone());
+    }
+    if init_execd(saved.pid, saved.init_start) == Some(true) {
+        // Its status said `created` only because the fifo was left behind.
+        let _ = std::fs::remove_file(fifo);
+        bail!(
+            "cannot start an already running container (its init has exec'd; removed the stale {})",
+            fifo.display()
+        );
+    }
+    let c = sys::cstr(fifo)?;
+    let f = sys::openat(None, &c, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+        .with_context(|| format!("open {}", fifo.display()))?;
+    let mut got_start = false;
+    let mut text = Vec::new();
+    let mut init_exited = false;
+    loop {
+        let mut pfds = [
+            libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // The timeout only re-checks whether the init has exec'd, for a write end
+        // that stays open elsewhere after the init's is closed.
+        // SAFETY: pfds is a live array of two pollfd structs.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, 100) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).with_context(|| format!("poll {}", fifo.display()));
+        }
+        let mut eof = false;
+        if pfds[0].revents != 0 {
+            let mut b = [0u8; 4096];
+            // SAFETY: reads into a live local buffer of b.len() bytes.
+            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            if n > 0 {
+                let data = &b[..n as usize];
+                if !got_start {
+                    if data[0] != b'0' {
+                        bail!("cannot start container {id:?}: {} carried data that is not from its init ({} bytes before the init's start mark)", fifo.display(), data.len());
+                    }
+                    got_start = true;
+                    text.extend_from_slice(&data[1..]);
+                } else {
+                    text.extend_from_slice(data);
+                }
+                continue;
+            }
+            eof = n == 0;
+        }
+        if pfds[1].revents != 0 {
+            init_exited = true;
+        }
+        if eof || init_exited {
+            break;
+        }
+        if init_execd(saved.pid, saved.init_start) == Some(true) {
+            break;
+        }
+    }
+    // Whatever the init wrote just before it exited or exec'd.
+    let mut b = [0u8; 4096];
+    loop {
+        // SAFETY: reads into a live local buffer; the fd is non-blocking.
+        let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+        if n <= 0 {
+            break;
+        }
+        text.extend_from_slice(&b[..n as usize]);
+    }
+    std::fs::remove_file(fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    match init_execd(saved.pid, saved.init_start) {
+        Some(true) => {
+            if !text.is_empty() {
+                crate::logging::warn(&format!(
+                    "container {id:?}: ignored {} bytes on {} that its init did not write (it has exec'd)",
+                    text.len(),
+                    fifo.display()
+                ));
+            }
+            Ok(())
+        }
+        Some(false) => {
+            // Not exec'd and its write end closed: it is exiting; wait for it.
+            if !init_exited {
+                let mut p = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: p is a live pollfd; the init exits once its fifo end closed.
+                while unsafe { libc::poll(&mut p, 1, -1) } < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                }
+            }
+            if !got_start {
+                bail!("cannot start container {id:?}: its init exited before start");
+            }
+            if text.is_empty() {
+                bail!("container {id:?} failed to start: its init exited before exec");
+            }
+            bail!("container {id:?} failed to start: {text}")
+        }
+        // Reaped already: only the init can open the fifo, so text is its error.
+        None if !got_start => bail!("cannot start container {id:?}: its init exited before start"),
+        None if !text.is_empty() => bail!("container {id:?} failed to start: {text}"),
+        None => Ok(()),
+    }
+}
+
+/// Whether the process `pid` (started at `start`) has exec'd: PF_FORKNOEXEC, set by
+/// fork/clone and cleared by execve, in /proc/PID/stat's flags (field 9). The init
+/// is cloned from kraal and never execs before the user process. None when the
+/// process is gone (or the pid now names another one).
+fn init_execd(pid: libc::pid_t, start: u64) -> Option<bool> {
+    const PF_FORKNOEXEC: u64 = 0x40;
+    let data = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields start after the command name's last ')': state is field 3.
+    let f: Vec<&str> = data[data.rfind(')')? + 1..].split_whitespace().collect();
+    let flags: u64 = f.get(6)?.parse().ok()?;
+    let st: u64 = f.get(19)?.parse().ok()?;
+    (st == start).then_some(flags & PF_FORKNOEXEC == 0)
 }
 
 /// Kills a just-started container (its init; every process when it shares the

@@ -3,7 +3,9 @@
 //! container's NOTIFY_SOCKET there; `start` listens on it, waits for READY=1 and
 //! tells the NOTIFY_SOCKET of its own environment (as runc's `start`), with MAINPID
 //! set to the container's init. A container that exits before READY=1 ends the
-//! wait without an error, as with runc.
+//! wait without an error, as with runc. Unlike runc's socket (0777 in a directory
+//! any local user can search), the directory here lets in only kraal and the
+//! container's process user.
 
 use anyhow::{Context, Result};
 use std::os::unix::net::UnixDatagram;
@@ -25,10 +27,28 @@ pub fn state_dir(container_dir: &Path) -> PathBuf {
     container_dir.join("notify")
 }
 
-/// The mount and env entry the container gets.
-pub fn container_mount(container_dir: &Path) -> Result<oci_spec::runtime::Mount> {
+/// The mount and env entry the container gets. The directory is reachable only by
+/// kraal and by `owner`, the host ids of the container's `process.user` (the user
+/// that sends READY=1): any other local user who could reach the socket could send
+/// READY=1 for the container. Without a `process` it stays kraal's.
+pub fn container_mount(
+    container_dir: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<oci_spec::runtime::Mount> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = state_dir(container_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    let d = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    // DirBuilder's mode is cut by the umask: set it whole.
+    d.set_permissions(std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", dir.display()))?;
+    if let Some((uid, gid)) = owner {
+        crate::container::give_to(std::os::fd::AsFd::as_fd(&d), &dir, uid, gid)?;
+    }
     let m = serde_json::json!({
         "destination": IN_CONTAINER_DIR,
         "type": "bind",
@@ -53,10 +73,17 @@ pub fn listen(container_dir: &Path) -> Result<UnixDatagram> {
         "/proc/self/fd/{}/{SOCKET}",
         std::os::fd::AsRawFd::as_raw_fd(&d)
     );
-    let s = UnixDatagram::bind(&short).with_context(|| format!("bind {}", p.display()))?;
-    // The container's user may not be root.
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777));
+    // The socket is made 0777 by bind itself (umask 0, restored at once), so that
+    // whatever uid the container's processes run as may send; the directory keeps
+    // everyone else out. No chmod by name after the bind: the directory belongs to
+    // the container's user, who could swap the name for a symlink by then.
+    // SAFETY: umask only swaps the process's file-mode mask; kraal `start` is single
+    // threaded here, so no other thread creates files meanwhile.
+    let old = unsafe { libc::umask(0) };
+    let s = UnixDatagram::bind(&short);
+    // SAFETY: as above; restores the caller's mask.
+    unsafe { libc::umask(old) };
+    let s = s.with_context(|| format!("bind {}", p.display()))?;
     Ok(s)
 }
 

@@ -199,10 +199,16 @@ impl Proxy {
         true
     }
 
-    /// Copies what is left in the pty after the process exited.
+    /// Copies what is left in the pty after the process exited. Bounded: without a
+    /// pid namespace, a process that outlives the init may keep writing to the pty
+    /// forever, and `run` (and the delete after it) must still return. What the init
+    /// wrote before it exited sits in front of anything written later, and the kernel
+    /// holds at most DRAIN_LIMIT bytes between the pty's slave and this reader, so
+    /// reading that many (or until nothing is left) copies all of the init's output.
     pub fn drain(&self) {
         let mut buf = [0u8; 8192];
-        loop {
+        let mut left = DRAIN_LIMIT;
+        while left > 0 {
             let mut p = libc::pollfd {
                 fd: self.master.as_raw_fd(),
                 events: libc::POLLIN,
@@ -211,15 +217,21 @@ impl Proxy {
             if unsafe { libc::poll(&mut p, 1, 0) } <= 0 || p.revents & libc::POLLIN == 0 {
                 return;
             }
-            let n =
-                unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let want = buf.len().min(left);
+            let n = unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
             if n <= 0 {
                 return;
             }
             write_all(1, &buf[..n as usize]);
+            left -= n as usize;
         }
     }
 }
+
+/// More than the kernel can hold between a pty's slave and its master's reader:
+/// n_tty's 4 KiB read buffer plus the tty layer's flip buffers, capped at 640 KiB
+/// per port (the kernel's TTYB_DEFAULT_MEM_LIMIT).
+const DRAIN_LIMIT: usize = 1 << 20;
 
 impl Drop for Proxy {
     fn drop(&mut self) {

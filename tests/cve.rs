@@ -1113,3 +1113,437 @@ fn mount_onto_a_procfs_or_sysfs_elsewhere_refused() {
     }
     t.assert_clean();
 }
+
+// ---------------------------------------------------------------------------
+// exec.fifo, the notify socket, the pty drain, the mount-flag race
+// ---------------------------------------------------------------------------
+
+/// Runs `f` in a forked child as uid/gid 65534 with no supplementary groups and
+/// returns what it returns (an errno, 0 for success). `f` must only make system
+/// calls (no allocation: the test process has other threads).
+fn as_nobody(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only makes system calls (setgroups, setresgid, setresuid,
+    // whatever `f` makes) on data prepared before the fork, then _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(65534, 65534, 65534) != 0
+                || libc::setresuid(65534, 65534, 65534) != 0
+            {
+                libc::_exit(255);
+            }
+            libc::_exit(f());
+        }
+    }
+    let mut st = 0;
+    // SAFETY: waits for the child forked above.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+    assert!(libc::WIFEXITED(st), "helper child: status {st}");
+    let code = libc::WEXITSTATUS(st);
+    assert_ne!(code, 255, "could not become uid 65534");
+    code
+}
+
+fn errno() -> i32 {
+    // SAFETY: reads the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// As an unprivileged host user: open `path` with `flags` (0 or the errno).
+fn nobody_open(path: &std::path::Path, flags: i32) -> i32 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    as_nobody(|| {
+        // SAFETY: c is a NUL-terminated path that outlives the call.
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            errno()
+        } else {
+            0
+        }
+    })
+}
+
+/// As an unprivileged host user: send READY=1 to the datagram socket at `target`
+/// (reached through a short symlink: the real path is longer than sun_path).
+fn nobody_send_ready(target: &std::path::Path) -> i32 {
+    let path = std::env::temp_dir().join(format!("kn-{}-{}", std::process::id(), next_n()));
+    symlink(target, &path).unwrap();
+    let r = nobody_send_ready_at(&path);
+    let _ = std::fs::remove_file(&path);
+    r
+}
+
+fn nobody_send_ready_at(path: &std::path::Path) -> i32 {
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let b = path.as_os_str().as_encoded_bytes();
+    assert!(b.len() < a.sun_path.len(), "socket path too long");
+    for (d, s) in a.sun_path.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    let msg = b"READY=1\n";
+    as_nobody(|| unsafe {
+        // SAFETY: a and msg live across the calls; the lengths are theirs.
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return 100;
+        }
+        let r = libc::sendto(
+            s,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&a as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        );
+        if r < 0 {
+            errno()
+        } else {
+            0
+        }
+    })
+}
+
+/// A static notify client for the rootfs: waits until /tmp/go exists, then sends
+/// READY=1 to $NOTIFY_SOCKET (exit 3 if that fails) and waits.
+fn build_go_notify_client(t: &TestEnv, b: &Bundle) {
+    let src = t.dir("notify-src").join("go-notify.c");
+    std::fs::write(
+        &src,
+        r#"#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+    const char *p = getenv("NOTIFY_SOCKET");
+    if (!p) return 2;
+    for (int i = 0; access("/tmp/go", F_OK) != 0; i++) {
+        if (i > 3000) return 4;
+        usleep(10000);
+    }
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+    int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+    const char *m = "READY=1\n";
+    if (sendto(s, m, strlen(m), 0, (struct sockaddr *)&a, sizeof a) < 0) return 3;
+    pause();
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let st = std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(b.rootfs.join("go-notify"))
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "gcc -static");
+}
+
+/// exec.fifo and the notify socket belong to kraal and the container's user only:
+/// another local user (uid 65534) who can search the state directories (a state
+/// root of mode 0711, as containerd makes them) can neither open exec.fifo (to hold
+/// `start` up, feed it a fake error, or release the init) nor send a fake READY=1.
+/// The container itself, running as a non-root user, with and without a user
+/// namespace, still starts and still notifies.
+#[test]
+fn exec_fifo_and_notify_socket_refuse_other_users() {
+    for userns in [false, true] {
+        let t = TestEnv::new();
+        let mut b = t.bundle(&["/go-notify"]);
+        build_go_notify_client(&t, &b);
+        b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
+        if userns {
+            b.user_namespace(300000);
+        }
+        let host = t.dir("notify").join("host.sock");
+        let listener = std::os::unix::net::UnixDatagram::bind(&host).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        // A state root other users may search (mode 0711, as containerd makes
+        // them), in a temp dir they may search too.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&t.k().root).unwrap();
+        for d in [&t.tmp, &t.k().root] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        let mut create = t
+            .k()
+            .command(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+        create.env("NOTIFY_SOCKET", &host);
+        t.k().exec(create).ok();
+        let cdir = t.k().root.join(&b.id);
+        let fifo = cdir.join("exec.fifo");
+        assert!(fifo.exists(), "no exec.fifo after create");
+        let fifo_w = nobody_open(&fifo, libc::O_WRONLY | libc::O_NONBLOCK);
+        let fifo_r = nobody_open(&fifo, libc::O_RDONLY | libc::O_NONBLOCK);
+        assert_eq!(t.k().status(&b.id), "created", "userns={userns}");
+
+        let mut start = t.k().command(&["start", &b.id]);
+        start.env("NOTIFY_SOCKET", &host);
+        let io = t.dir("start-io");
+        start
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(io.join("out")).unwrap())
+            .stderr(std::fs::File::create(io.join("err")).unwrap());
+        let mut child = start.spawn().unwrap();
+        let sock = cdir.join("notify").join("notify.sock");
+        let seen = wait_for(WAIT_TIMEOUT, || sock.exists().then_some(()));
+        if seen.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("userns={userns}: {} never appeared", sock.display());
+        }
+        let sent = nobody_send_ready(&sock);
+        let mut buf = [0u8; 512];
+        let early = listener.recv(&mut buf).ok();
+        std::fs::write(b.rootfs.join("tmp/go"), b"").unwrap();
+        let st = wait_timeout(&mut child, CMD_TIMEOUT).unwrap();
+        if st.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let err = std::fs::read_to_string(io.join("err")).unwrap_or_default();
+        // Errnos: EACCES is refused; 0 (or ENXIO, no reader yet) got through.
+        assert_eq!(
+            (fifo_w, fifo_r, sent),
+            (libc::EACCES, libc::EACCES, libc::EACCES),
+            "userns={userns}: another user opened exec.fifo for writing, for reading, \
+             or sent to the notify socket (errnos)"
+        );
+        assert!(
+            early.is_none(),
+            "userns={userns}: readiness forwarded before the container sent it"
+        );
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "userns={userns}: start: {st:?} {err}"
+        );
+        listener.set_nonblocking(false).unwrap();
+        listener
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let n = listener.recv(&mut buf).expect("readiness forwarded");
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        let pid = t.k().pid(&b.id);
+        assert!(
+            msg.contains("READY=1") && msg.contains(&format!("MAINPID={pid}")),
+            "userns={userns}: {msg}"
+        );
+        assert_eq!(t.k().status(&b.id), "running", "userns={userns}");
+        t.k().run(&["delete", "--force", &b.id]).ok();
+        t.assert_clean();
+    }
+}
+
+/// A `start` whose init is not waiting on exec.fifo any more (here: the fifo of a
+/// running container made again, as a `start` killed before removing it would
+/// leave it) is refused at once instead of waiting for ever for a writer.
+#[test]
+fn start_does_not_wait_for_an_init_that_already_exec_d() {
+    let t = TestEnv::new();
+    let b = t.bundle(&["sleep", "100"]);
+    t.create_start(&b);
+    assert_eq!(t.k().status(&b.id), "running");
+    let fifo = t.k().root.join(&b.id).join("exec.fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c is a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let began = std::time::Instant::now();
+    let o = t
+        .k()
+        .run_timeout(&["start", &b.id], std::time::Duration::from_secs(20));
+    o.fails().stderr_has("already running");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(10),
+        "start took {:?}",
+        began.elapsed()
+    );
+    assert!(!fifo.exists(), "the stale exec.fifo was left");
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.assert_clean();
+}
+
+/// Without a pid namespace, a process that outlives the init and keeps writing to
+/// the container's terminal must not keep a foreground `kraal run -t` (which copies
+/// the pty's last output after the init exits) from returning. The writers are a
+/// few `cat /dev/zero` started by the init, immune to the hang-up the init's exit
+/// sends, faster together than the pty's reader.
+#[test]
+fn foreground_terminal_run_returns_while_an_orphan_keeps_writing() {
+    let t = TestEnv::new();
+    let shared = t.dir("shared");
+    let mut b = t.bundle(&[
+        "sh",
+        "-c",
+        "trap '' HUP; for i in 1 2 3 4; do cat /dev/zero & echo $! >> /shared/pid; done; sleep 0.5; exit 7",
+    ]);
+    b.bind(&shared, "/shared");
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+    });
+    let pidfile = shared.join("pid");
+    // The writers are host pids (no pid namespace): killed here whatever happens,
+    // once each is known to still be one of the container's `cat /dev/zero`.
+    let pf = pidfile.clone();
+    t.on_drop(move || {
+        let pids = std::fs::read_to_string(&pf).unwrap_or_default();
+        for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmd == b"cat\0/dev/zero\0" {
+                // SAFETY: sends a signal to a pid just checked to be a test writer.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    });
+    let mut cmd = t
+        .k()
+        .command(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+    let err_p = t.dir("run-io").join("err");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err_p).unwrap());
+    let began = std::time::Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    // kraal's own terminal is slower than the writers (as a real one is): read
+    // what it copies at a few hundred KB/s, until it exits.
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while matches!(out.read(&mut buf), Ok(n) if n > 0) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+    let st = wait_timeout(&mut child, std::time::Duration::from_secs(30)).unwrap();
+    if st.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    reader.join().unwrap();
+    let err = std::fs::read_to_string(&err_p).unwrap_or_default();
+    assert!(pidfile.exists(), "the writer never started: {err}");
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(7),
+        "run did not return with the init's exit code (took {:?}): {err}",
+        began.elapsed()
+    );
+    t.assert_clean();
+}
+
+/// The race the detached-mount code closes (confirmed on 9f4dbed: a read-only bind
+/// became read-write): after binding a volume onto its target's fd, the old code
+/// looked the destination up again by name and set ro/nosuid/nodev on whatever the
+/// name reached then. Whoever can write the parent volume (here a host thread)
+/// swaps the mount-point directory with a symlink to "/" in a loop; the container
+/// reports every mount of `secret/` it sees and tries to write into each. No write
+/// may reach the host's `secret/`, and every such mount must be read-only.
+#[test]
+fn read_only_bind_flags_survive_a_mount_point_swap() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let t = TestEnv::new();
+    let shared = t.dir("shared");
+    let secret = t.dir("secret");
+    std::fs::create_dir(shared.join("sec")).unwrap();
+    symlink("/", shared.join("lnk")).unwrap();
+    let mut b = t.bundle(&["/check.sh"]);
+    std::fs::write(
+        b.rootfs.join("check.sh"),
+        "#!/bin/sh\n\
+         while read id parent dev root mp opts rest; do\n\
+           case \"$root\" in */secret) echo \"MNT $mp $opts\"\n\
+             touch \"$mp/pwned\" 2>/dev/null && echo \"WROTE $mp\";; esac\n\
+         done < /proc/self/mountinfo\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        b.rootfs.join("check.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    b.bind(&shared, "/data");
+    b.push(
+        "/mounts",
+        json!({"destination": "/data/sec", "type": "bind", "source": secret,
+               "options": ["bind", "ro", "nosuid", "nodev"]}),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let racer = {
+        let (stop, swaps) = (stop.clone(), swaps.clone());
+        let a = std::ffi::CString::new(shared.join("sec").into_os_string().into_encoded_bytes())
+            .unwrap();
+        let z = std::ffi::CString::new(shared.join("lnk").into_os_string().into_encoded_bytes())
+            .unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two NUL-terminated paths that outlive the call.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        z.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if r == 0 {
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    let (mut seen, mut ran, mut attempts) = (0, 0, 0);
+    let mut failure = None;
+    for i in 0..500 {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        attempts = i + 1;
+        b.id = t.new_id();
+        b.edit(|c| {
+            c["linux"]["cgroupsPath"] = json!(format!("{}/{}", t.cgroup_parent, i));
+        });
+        let o = t.run(&b);
+        if o.success() {
+            ran += 1;
+        }
+        let found_rw: Vec<&str> = o
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.starts_with("MNT ") && !l.split(' ').nth(2).is_some_and(|f| f.starts_with("ro"))
+            })
+            .collect();
+        seen += o.stdout.lines().filter(|l| l.starts_with("MNT ")).count();
+        let leaked: Vec<_> = std::fs::read_dir(&secret).unwrap().flatten().collect();
+        if !found_rw.is_empty() || !leaked.is_empty() {
+            failure = Some(format!(
+                "attempt {attempts}: secret/ holds {:?}; container saw:\n{}",
+                leaked.iter().map(|e| e.file_name()).collect::<Vec<_>>(),
+                o.stdout
+            ));
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    let swaps = swaps.load(Ordering::Relaxed);
+    eprintln!("{attempts} attempts, {ran} ran, {seen} mounts of secret/ seen, {swaps} swaps");
+    assert!(failure.is_none(), "{}", failure.unwrap_or_default());
+    assert!(swaps > 100, "the racer swapped only {swaps} times");
+    assert!(
+        ran > 0 && seen > 0,
+        "no container ran and saw secret/ ({ran} ran, {seen} mounts seen in {attempts} attempts)"
+    );
+    t.assert_clean();
+}
