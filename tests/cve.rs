@@ -385,7 +385,9 @@ fn cve_2019_5736_memfd_noexec_is_a_clear_error() {
         id = b.id
     );
     let mut c = std::process::Command::new("unshare");
-    c.args(["--pid", "--fork", "sh", "-c", &script]);
+    // --mount-proc: kraal reads /proc/<pid> of the processes it starts, so its /proc
+    // must be the one of its own pid namespace.
+    c.args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script]);
     let o = t.k().exec(c);
     o.ok();
     assert!(o.stdout.contains("create=1"), "{o:?}");
