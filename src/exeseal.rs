@@ -170,10 +170,6 @@ fn mounted_here(id: u64) -> std::io::Result<bool> {
 /// binary's directory (on top) and `scratch`, mounted read-only, nodev, nosuid. It is
 /// checked with the same test the re-executed process applies.
 fn overlay_view(scratch: &Path) -> Result<OwnedFd> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
     let path = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         bail!(
@@ -182,75 +178,24 @@ fn overlay_view(scratch: &Path) -> Result<OwnedFd> {
         );
     };
     // overlayfs splits lowerdir at ':' and unescapes '\\'.
-    let esc = |p: &Path| {
-        let mut v = Vec::new();
-        for &b in p.as_os_str().as_bytes() {
-            if b == b':' || b == b'\\' {
-                v.push(b'\\');
-            }
-            v.push(b);
-        }
-        v
+    let esc = |p: &Path| -> Result<String> {
+        let s = p
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", p.display()))?;
+        Ok(s.replace('\\', "\\\\").replace(':', "\\:"))
     };
-    let mut lower = esc(dir);
-    lower.push(b':');
-    lower.extend(esc(scratch));
-    let lower = CString::new(lower).context("lowerdir holds a NUL byte")?;
+    let lower = format!("lowerdir={}:{}", esc(dir)?, esc(scratch)?);
     let name = CString::new(name.as_bytes()).context("binary name holds a NUL byte")?;
-    // SAFETY: fsopen with a valid C string; returns a new fd or -1.
-    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
-    if fs < 0 {
-        return Err(std::io::Error::last_os_error()).context("fsopen overlay");
-    }
-    // SAFETY: fsopen returned a new fd that nothing else owns.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    let set = |k: &std::ffi::CStr, v: &std::ffi::CStr| {
-        // SAFETY: fsconfig on our context fd with two valid C strings.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
-                0,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
-    set(c"lowerdir", &lower)
-        .with_context(|| format!("overlay lowerdir={}", lower.to_string_lossy()))?;
-    // Inode-number mapping is irrelevant here; off avoids its warnings in dmesg.
-    let _ = set(c"xino", c"off");
-    // SAFETY: fsconfig(FSCONFIG_CMD_CREATE) takes no key or value.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_char>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("create overlay lowerdir={}", lower.to_string_lossy()));
-    }
-    let attrs = crate::mounts::MOUNT_ATTR_RDONLY
-        | crate::mounts::MOUNT_ATTR_NODEV
-        | crate::mounts::MOUNT_ATTR_NOSUID;
-    // SAFETY: fsmount on our context fd; returns a new fd or -1.
-    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    if m < 0 {
-        return Err(std::io::Error::last_os_error()).context("fsmount overlay");
-    }
-    // SAFETY: fsmount returned a new fd that nothing else owns.
-    let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    // No upper layer, read-only: nothing written through it can reach the binary.
+    // xino=off: inode-number mapping is irrelevant here, and off avoids its warnings
+    // in the kernel log on every command.
+    let mnt = crate::mounts::new_fs(
+        "overlay",
+        None,
+        &[lower, "xino=off".to_string()],
+        libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID,
+    )
+    .context("mount a read-only overlay of the binary's directory")?;
     let f = {
         use std::os::fd::AsFd;
         crate::sys::openat(

@@ -621,8 +621,8 @@ pub fn path_in_root(proc: BorrowedFd, root: BorrowedFd, fd: BorrowedFd) -> Resul
     }
 }
 
-/// Lexically resolves `.` and `..` (clamped at /).
-fn normalize(p: &Path) -> PathBuf {
+/// Lexically resolves `.` and `..` (clamped at /), without touching the filesystem.
+pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {

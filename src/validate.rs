@@ -299,7 +299,7 @@ fn check_root_dir(spec: &Spec, bundle: &Path) -> Result<()> {
     };
     let real = fs::canonicalize(&path)
         .map_err(|e| anyhow!("root.path: cannot resolve {}: {e}", path.display()))?;
-    if real != normalize(&base.join(root.path())) {
+    if real != crate::mounts::normalize(&base.join(root.path())) {
         bail!(
             "root.path: {} is a symlink or passes through one (to {}); give the real path",
             path.display(),
@@ -700,7 +700,7 @@ fn is_procfs(p: &Path) -> bool {
 /// symlinks are resolved.
 fn check_proc_mount(field: &str, mount: &Mount, bind: bool) -> Result<()> {
     let dest = Path::new("/").join(mount.destination());
-    let dest = normalize(&dest);
+    let dest = crate::mounts::normalize(&dest);
     if !dest.starts_with("/proc") {
         return Ok(());
     }
@@ -719,21 +719,6 @@ fn check_proc_mount(field: &str, mount: &Mount, bind: bool) -> Result<()> {
         dest.display(),
         PROC_BIND_ALLOWED.join(", ")
     )
-}
-
-/// Lexically resolves `.` and `..` (clamped at /), without touching the filesystem.
-fn normalize(p: &Path) -> std::path::PathBuf {
-    let mut out = std::path::PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
 }
 
 fn check_mount(
