@@ -808,6 +808,7 @@ pub fn mount_one(proc: BorrowedFd, root: BorrowedFd, m: &Prepared) -> Result<()>
         }
     }
     let target = mount_point(proc, root, m)?;
+    let mut flags_done = false;
     let src_str = m.source.as_ref().and_then(|s| s.to_str()).or(fstype);
     let mnt = if let Some(tree) = detached {
         attach(tree.as_fd(), target.as_fd())
@@ -818,8 +819,13 @@ pub fn mount_one(proc: BorrowedFd, root: BorrowedFd, m: &Prepared) -> Result<()>
         let c = sys::cstr(src).with_context(|| format!("{label}: source"))?;
         let tree = clone_tree(None, &c, m.opts.flags & libc::MS_REC != 0)
             .with_context(|| format!("{label}: bind {}", src.display()))?;
+        // The options are set on the detached tree, so the bind is never visible
+        // (nor propagated to a shared root's peers) without them.
+        set_bind_flags(tree.as_fd(), bind_extra(m), m.opts.cleared)
+            .with_context(|| format!("{label}: remount with options"))?;
         attach(tree.as_fd(), target.as_fd())
             .with_context(|| format!("{label}: bind {}", src.display()))?;
+        flags_done = true;
         tree
     } else if m.opts.tmpcopyup && fstype == Some("tmpfs") {
         crate::tmpcopyup::mount(target.as_fd(), m.opts.flags, &m.opts.data)
@@ -837,14 +843,18 @@ pub fn mount_one(proc: BorrowedFd, root: BorrowedFd, m: &Prepared) -> Result<()>
             .with_context(|| format!("{label}: attach the {ty} mount"))?;
         fs
     };
-    if m.opts.is_bind() {
-        let extra = m.opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-        set_bind_flags(mnt.as_fd(), extra, m.opts.cleared)
+    if m.opts.is_bind() && !flags_done {
+        set_bind_flags(mnt.as_fd(), bind_extra(m), m.opts.cleared)
             .with_context(|| format!("{label}: remount with options"))?;
     }
     apply_after(mnt.as_fd(), &m.opts)
         .with_context(|| format!("{label}: set propagation/attributes"))?;
     Ok(())
+}
+
+/// The per-mount flags a bind's options ask for, beyond the bind itself.
+fn bind_extra(m: &Prepared) -> libc::c_ulong {
+    m.opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT)
 }
 
 #[cfg(test)]
