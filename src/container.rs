@@ -161,7 +161,15 @@ fn create_steps(root: &Path, o: &CreateOpts, owed: &mut Option<OwedPoststop>) ->
         _ => None,
     };
 
-    let dir = Dir::create(root, &o.id)?;
+    let userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        });
+    let dir = Dir::create(root, &o.id, userns)?;
     crate::failpoint::hit("after-state-dir");
     let mut undo = Undo {
         dir: None,
@@ -598,6 +606,10 @@ fn joined_userns_maps(path: &Path) -> Result<(String, String)> {
             // Only the parent may hold `done` open, or the read below never ends.
             libc::close(done_w.as_raw_fd());
             libc::close(ready_r.as_raw_fd());
+            // In the joined namespace this is a uid-0 fork of kraal holding kraal's
+            // fds: not dumpable, so no process there can ptrace it or open its
+            // /proc/<pid>/{root,fd} (CVE-2019-5736 class).
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             let ok: u8 = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) == 0 {
                 1
             } else {
@@ -1073,6 +1085,14 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 /// is the init's error only when the init did not exec. An init that has already
 /// exec'd (a `start` killed before removing the fifo) is refused at once instead of
 /// waiting for a writer that never comes.
+/// At most this much of an init's error text is kept from exec.fifo.
+const FIFO_TEXT_LIMIT: usize = 64 << 10;
+
+fn keep_text(text: &mut Vec<u8>, data: &[u8]) {
+    let room = FIFO_TEXT_LIMIT.saturating_sub(text.len());
+    text.extend_from_slice(&data[..data.len().min(room)]);
+}
+
 fn wait_init_exec(id: &str, saved: &Saved, fifo: &Path) -> Result<()> {
     let gone = || anyhow!("cannot start container {id:?}: its init process is gone");
     // The pidfd pins the process; checked once after opening, it is the init.
@@ -1130,11 +1150,12 @@ fn wait_init_exec(id: &str, saved: &Saved, fifo: &Path) -> Result<()> {
                         bail!("cannot start container {id:?}: {} carried data that is not from its init ({} bytes before the init's start mark)", fifo.display(), data.len());
                     }
                     got_start = true;
-                    text.extend_from_slice(&data[1..]);
+                    keep_text(&mut text, &data[1..]);
                 } else {
-                    text.extend_from_slice(data);
+                    keep_text(&mut text, data);
                 }
-                continue;
+                // No `continue`: a writer that never stops must not keep the init's
+                // exit or exec from being noticed below.
             }
             eof = n == 0;
         }
@@ -1148,15 +1169,16 @@ fn wait_init_exec(id: &str, saved: &Saved, fifo: &Path) -> Result<()> {
             break;
         }
     }
-    // Whatever the init wrote just before it exited or exec'd.
+    // Whatever the init wrote just before it exited or exec'd: at most what the pipe
+    // holds, so another writer cannot keep this loop going.
     let mut b = [0u8; 4096];
-    loop {
+    for _ in 0..(FIFO_TEXT_LIMIT / b.len()) {
         // SAFETY: reads into a live local buffer; the fd is non-blocking.
         let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
         if n <= 0 {
             break;
         }
-        text.extend_from_slice(&b[..n as usize]);
+        keep_text(&mut text, &b[..n as usize]);
     }
     std::fs::remove_file(fifo).with_context(|| format!("remove {}", fifo.display()))?;
     let text = String::from_utf8_lossy(&text).trim().to_string();

@@ -70,7 +70,7 @@ pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) -> std:
 /// a reader fails instead of hanging kraal; blocking again for the writes).
 fn open_log(p: &std::path::Path) -> std::io::Result<File> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let other = |e: anyhow::Error| std::io::Error::other(format!("{e:#}"));
     let parent = match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -93,9 +93,19 @@ fn open_log(p: &std::path::Path) -> std::io::Result<File> {
             | libc::O_NOCTTY,
         0o644,
     )?);
-    let t = f.metadata()?.file_type();
+    let md = f.metadata()?;
+    let t = md.file_type();
     if !t.is_file() && !t.is_fifo() {
         return Err(std::io::Error::other("not a regular file or a FIFO"));
+    }
+    // In a sticky shared directory another user may have made the file first: their
+    // file would collect kraal's log lines, their FIFO could block every write.
+    let euid = nix::unistd::geteuid().as_raw();
+    if md.uid() != euid && md.uid() != 0 {
+        return Err(std::io::Error::other(format!(
+            "owned by uid {}, neither root nor uid {euid}",
+            md.uid()
+        )));
     }
     // SAFETY: F_GETFL/F_SETFL on the descriptor `f` owns.
     unsafe {

@@ -163,6 +163,8 @@ impl Plan {
 pub trait NsOps {
     fn setns(&mut self, fd: std::os::fd::BorrowedFd, flag: i32) -> std::io::Result<()>;
     fn unshare(&mut self, flags: i32) -> std::io::Result<()>;
+    /// Drops the supplementary groups (setgroups with an empty list).
+    fn drop_groups(&mut self) -> std::io::Result<()>;
     fn write_time_offsets(&mut self, offsets: &str) -> std::io::Result<()>;
     /// Moves the caller into the time namespace its children would get.
     fn enter_time_for_children(&mut self) -> std::io::Result<()>;
@@ -196,6 +198,13 @@ impl NsOps for Kernel {
     }
     fn unshare(&mut self, flags: i32) -> std::io::Result<()> {
         crate::sys::unshare(flags)
+    }
+    fn drop_groups(&mut self) -> std::io::Result<()> {
+        // SAFETY: setgroups(2) with a zero-length list reads no memory.
+        if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
     fn write_time_offsets(&mut self, offsets: &str) -> std::io::Result<()> {
         let Some(fd) = &self.offsets else {
@@ -233,6 +242,10 @@ fn ns_label(flag: i32) -> &'static str {
 /// (joining others needs privileges there), then the namespaces it owns.
 pub fn enter_user(plan: &Plan, ops: &mut dyn NsOps) -> Result<()> {
     if let Some(u) = &plan.join_user {
+        // The runtime's supplementary groups go while the host user namespace still
+        // lets us: in a joined namespace whose setgroups is "deny" they could not be
+        // dropped any more. A rootless runtime cannot drop its own; they stay.
+        let _ = ops.drop_groups();
         ops.setns(u.fd.as_fd(), libc::CLONE_NEWUSER)
             .context("setns user namespace")?;
         if plan.unshare_after_user != 0 {
@@ -285,6 +298,10 @@ mod tests {
         }
         fn unshare(&mut self, flags: i32) -> std::io::Result<()> {
             self.calls.push(format!("unshare {flags:#x}"));
+            Ok(())
+        }
+        fn drop_groups(&mut self) -> std::io::Result<()> {
+            self.calls.push("setgroups []".to_string());
             Ok(())
         }
         fn write_time_offsets(&mut self, o: &str) -> std::io::Result<()> {
@@ -345,9 +362,12 @@ mod tests {
         let mut f = Fake::default();
         enter_user(&p, &mut f).unwrap();
         enter_rest(&p, &mut f).unwrap();
+        // The runtime's groups are dropped before the joined user namespace could
+        // keep them (setgroups "deny" there).
         assert_eq!(
             f.calls,
             vec![
+                "setgroups []".to_string(),
                 "setns user".to_string(),
                 format!("unshare {:#x}", libc::CLONE_NEWPID | libc::CLONE_NEWNS),
                 "setns network".to_string(),

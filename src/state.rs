@@ -199,7 +199,35 @@ pub fn prepare_root(explicit: Option<&Path>, create: bool) -> Result<PathBuf> {
             md.mode() & 0o7777
         );
     }
+    check_ancestors(&root)?;
     Ok(root)
+}
+
+/// Every directory above the state root (symlinks resolved) must be safe from other
+/// users too: one who could write a parent could rename the checked root away and put
+/// a forged one in its place. Owned by root or the caller, and writable by others
+/// only when sticky (then nobody renames entries they do not own).
+fn check_ancestors(root: &Path) -> Result<()> {
+    let real =
+        fs::canonicalize(root).with_context(|| format!("resolve state root {}", root.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    for dir in real.ancestors().skip(1) {
+        let md = fs::metadata(dir)
+            .with_context(|| format!("stat {} above state root", dir.display()))?;
+        let owner_ok = md.uid() == 0 || md.uid() == euid;
+        let writable = md.mode() & 0o022 != 0 && md.mode() & libc::S_ISVTX == 0;
+        if !owner_ok || writable {
+            bail!(
+                "state root {}: {} above it is owned by uid {} with mode {:o}; another user \
+                 could replace the root, refusing to use it",
+                root.display(),
+                dir.display(),
+                md.uid(),
+                md.mode() & 0o7777
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Opens `dir`, a directory kraal is about to create a file in at a caller-chosen
@@ -255,8 +283,12 @@ fn lock_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 impl Dir {
-    /// Makes the directory for a new container; fails if the id is taken.
-    pub fn create(root: &Path, id: &str) -> Result<Dir> {
+    /// Makes the directory for a new container; fails if the id is taken. `shared`
+    /// (a container with a user namespace, whose init must reach the notify directory
+    /// by path) makes it searchable by others (0711); otherwise only kraal may enter
+    /// it (0700), so no other host user, whatever its uid, reaches exec.fifo or the
+    /// notify socket even in a root others may search.
+    pub fn create(root: &Path, id: &str, shared: bool) -> Result<Dir> {
         validate_id(id)?;
         fs::DirBuilder::new()
             .recursive(true)
@@ -264,7 +296,8 @@ impl Dir {
             .create(root)
             .with_context(|| format!("create state root {}", root.display()))?;
         let path = root.join(id);
-        match fs::DirBuilder::new().mode(0o711).create(&path) {
+        let mode = if shared { 0o711 } else { 0o700 };
+        match fs::DirBuilder::new().mode(mode).create(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 bail!("container with id {id:?} already exists")
@@ -532,8 +565,8 @@ mod tests {
     #[test]
     fn create_twice_fails_and_save_roundtrips() {
         let root = std::env::temp_dir().join(format!("kraal-state-test-{}", std::process::id()));
-        let d = Dir::create(&root, "c1").unwrap();
-        let err = Dir::create(&root, "c1").err().unwrap();
+        let d = Dir::create(&root, "c1", false).unwrap();
+        let err = Dir::create(&root, "c1", false).err().unwrap();
         assert!(err.to_string().contains("already exists"), "{err}");
         assert_eq!(d.status(None), Status::Creating);
         let s = Saved {

@@ -150,11 +150,25 @@ fn copy_dir(src: i32, dst: i32) -> std::io::Result<()> {
                     libc::openat(
                         src,
                         name.as_ptr(),
-                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                        // Non-blocking: a FIFO swapped in since the fstatat (a shared
+                        // volume) must not hang create; it is refused just below.
+                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
                     )
                 };
                 if s < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
+                let mut sst: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: fstat writes into the stat we own, for an fd we just opened.
+                if unsafe { libc::fstat(s, &mut sst) } != 0
+                    || sst.st_mode & libc::S_IFMT != libc::S_IFREG
+                {
+                    // SAFETY: closes the fd opened above, used nowhere else.
+                    unsafe { libc::close(s) };
+                    return Err(std::io::Error::other(
+                        "a regular file changed type while it was being copied",
+                    ));
                 }
                 let d = unsafe {
                     libc::openat(

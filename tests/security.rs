@@ -596,3 +596,43 @@ fn exec_drops_the_callers_groups_whatever_the_containers_proc_says() {
     t.k().run(&["delete", "--force", &b.id]).ok();
     t.assert_clean();
 }
+
+/// What kraal writes as root in shared places, and the state it trusts, found by
+/// an attacker's read of the first fixes: a log file another user made first in a
+/// sticky directory is refused (their file would collect kraal's lines, their FIFO
+/// could block every write); a state root under a directory others may write is
+/// refused (they could swap the checked root for a forged one); a container's own
+/// state directory is private when it has no user namespace (exec.fifo and the
+/// notify socket are reachable by nobody but kraal and the container).
+#[test]
+fn shared_places_kraal_writes_or_trusts_are_checked() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = TestEnv::new();
+    // A sticky, world-writable directory like /tmp, with another user's file in it.
+    let shared = t.dir("sticky");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let log = shared.join("kraal.log");
+    std::fs::write(&log, "theirs\n").unwrap();
+    std::os::unix::fs::chown(&log, Some(65534), Some(65534)).unwrap();
+    let o = t.k().run(&["--log", log.to_str().unwrap(), "list"]);
+    o.fails().stderr_has("owned by uid 65534");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "theirs\n");
+    // A state root whose parent anyone may write (and is not sticky).
+    let open = t.dir("open-parent");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let root = open.join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = std::process::Command::new(kraal_bin());
+    cmd.arg("--root").arg(&root).arg("list");
+    let o = t.k().exec(cmd);
+    o.fails()
+        .stderr_has(&format!("{} above it", open.display()));
+    // Without a user namespace, the container's state directory is kraal's alone.
+    let b = t.bundle(&["sleep", "30"]);
+    t.create(&b);
+    let md = std::fs::metadata(t.k().root.join(&b.id)).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o700, "state dir of {}", b.id);
+    t.k().run(&["delete", "--force", &b.id]).ok();
+    t.assert_clean();
+}
