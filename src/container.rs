@@ -539,12 +539,8 @@ fn process_host_ids(spec: &Spec) -> Result<Option<(u32, u32)>> {
     };
     let (umap, gmap) = match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
         None => {
-            let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-                m.as_deref()
-                    .unwrap_or(&[])
-                    .iter()
-                    .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-                    .collect()
+            let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                crate::mounts::map_lines(m.as_deref().unwrap_or(&[]))
             };
             (fmt(linux.uid_mappings()), fmt(linux.gid_mappings()))
         }
@@ -902,12 +898,8 @@ fn write_id_maps(pid: libc::pid_t, spec: &Spec) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| anyhow!("linux: missing"))?;
-    let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-        m.as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
+    let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        crate::mounts::map_lines(m.as_deref().unwrap_or(&[]))
     };
     let uid = fmt(linux.uid_mappings());
     let gid = fmt(linux.gid_mappings());

@@ -216,7 +216,8 @@ impl Prepared {
 
 use oci_spec::runtime::LinuxIdMapping;
 
-fn map_lines(m: &[LinuxIdMapping]) -> String {
+/// id mappings as /proc/<pid>/uid_map lines ("inside outside count").
+pub fn map_lines(m: &[LinuxIdMapping]) -> String {
     m.iter()
         .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
         .collect()
