@@ -1237,13 +1237,7 @@ int main(void) {
 "#,
     )
     .unwrap();
-    let st = std::process::Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(b.rootfs.join("go-notify"))
-        .arg(&src)
-        .status()
-        .expect("run gcc");
-    assert!(st.success(), "gcc -static");
+    compile_static(&src, &b.rootfs.join("go-notify"));
 }
 
 /// exec.fifo and the notify socket belong to kraal and the container's user only:

@@ -398,13 +398,7 @@ int main(void) {
 "#,
     )
     .unwrap();
-    let st = std::process::Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(b.rootfs.join("notify-ready"))
-        .arg(&src)
-        .status()
-        .expect("run gcc");
-    assert!(st.success(), "gcc -static");
+    compile_static(&src, &b.rootfs.join("notify-ready"));
 }
 
 /// NOTIFY_SOCKET: `start` waits for the container's READY=1 and passes readiness

@@ -362,13 +362,7 @@ int main(void) {
 "#,
     )
     .unwrap();
-    let st = std::process::Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(dest)
-        .arg(&src)
-        .status()
-        .expect("run gcc (contrib/deps.sh installs it)");
-    assert!(st.success(), "gcc -static");
+    compile_static(&src, dest);
 }
 
 #[test]

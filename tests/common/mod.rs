@@ -997,3 +997,20 @@ pub fn in_netns(t: &TestEnv, ns: &Path, args: &[&str]) -> Out {
 pub fn signal_of(st: &ExitStatus) -> Option<i32> {
     st.signal()
 }
+
+/// Compiles the C program `src` into a static binary at `out` (busybox lacks the
+/// small clients some tests need inside a container; contrib/deps.sh installs gcc).
+pub fn compile_static(src: &Path, out: &Path) {
+    let o = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(out)
+        .arg(src)
+        .output()
+        .expect("run gcc (contrib/deps.sh installs it)");
+    assert!(
+        o.status.success(),
+        "gcc -static {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
