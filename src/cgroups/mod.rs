@@ -324,22 +324,42 @@ fn make_dir(h: &Hierarchy, dir: &Path) -> Result<Vec<PathBuf>> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("create cgroup {}", d.display())),
         }
-        // A new v1 cpuset starts with no cpus or mems, and then refuses every task.
-        if h.controllers.iter().any(|c| c == "cpuset") {
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                let cur = fs::read_to_string(d.join(f)).unwrap_or_default();
-                if cur.trim().is_empty() {
-                    if let Some(parent) = d.parent() {
-                        let v = fs::read_to_string(parent.join(f))
-                            .with_context(|| format!("read {}", parent.join(f).display()))?;
-                        crate::sys::write_file(&d.join(f), v.trim().as_bytes())
-                            .with_context(|| format!("write {}", d.join(f).display()))?;
-                    }
-                }
-            }
-        }
+    }
+    if h.controllers.iter().any(|c| c == "cpuset") {
+        fill_cpuset(h, dir)?;
     }
     Ok(made)
+}
+
+/// A new v1 cpuset starts with no cpus or mems, and then refuses every task
+/// (ENOSPC). Fills `dir` and every empty cpuset above it from its parent, top down:
+/// a parent that a parallel create has just made may still be empty when this one
+/// reaches it. Cgroups that already have cpus and mems are never written.
+fn fill_cpuset(h: &Hierarchy, dir: &Path) -> Result<()> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let empty = |d: &Path| {
+            fs::read_to_string(d.join(f))
+                .map(|v| v.trim().is_empty())
+                .unwrap_or(false)
+        };
+        let mut chain = Vec::new();
+        let mut d = dir;
+        while d != h.mountpoint && empty(d) {
+            chain.push(d);
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        for d in chain.into_iter().rev() {
+            let Some(parent) = d.parent() else { continue };
+            let v = fs::read_to_string(parent.join(f))
+                .with_context(|| format!("read {}", parent.join(f).display()))?;
+            crate::sys::write_file(&d.join(f), v.trim().as_bytes())
+                .with_context(|| format!("write {}", d.join(f).display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies `res` to a running container's cgroups (`update`): only the fields set,
@@ -535,6 +555,34 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A v1 cpuset whose parent a parallel create has made but not filled yet: the
+    /// empty parent is filled first, then the new cgroup; a cgroup that already has
+    /// cpus and mems (and everything above it) is left alone.
+    #[test]
+    fn cpuset_fills_empty_parents_top_down() {
+        let top = fake::FakeDir::new(&[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")]);
+        let parent = top.0.join("p");
+        let child = parent.join("c");
+        fs::create_dir_all(&child).unwrap();
+        for d in [&parent, &child] {
+            fs::write(d.join("cpuset.cpus"), "\n").unwrap();
+            fs::write(d.join("cpuset.mems"), "\n").unwrap();
+        }
+        let h = Hierarchy {
+            mountpoint: top.0.parent().unwrap().to_path_buf(),
+            controllers: vec!["cpuset".into()],
+            v2: false,
+            own: PathBuf::from("/"),
+        };
+        fill_cpuset(&h, &child).unwrap();
+        for d in [&parent, &child] {
+            assert_eq!(fs::read_to_string(d.join("cpuset.cpus")).unwrap(), "0-1");
+            assert_eq!(fs::read_to_string(d.join("cpuset.mems")).unwrap(), "0");
+        }
+        // Non-empty: untouched (no trailing newline is written back to it).
+        assert_eq!(top.get("cpuset.cpus"), "0-1\n");
+    }
 
     /// `kill --all` with SIGKILL uses cgroup.kill where the cgroup has it (v2), and
     /// the freezer path where it has not (v1: an empty cgroup.procs, nothing to kill).
